@@ -1,0 +1,748 @@
+//! Carrying out a decision: terminate, wait, refuse, reuse — and verifying
+//! that "freed" is true.
+//!
+//! Every signal goes through [`Signaller`] after the target's identity has
+//! been re-checked through [`ProcessTable`] (same start time, still holding
+//! the socket), so a recycled pid is never signalled. Waiting is
+//! event-driven: pidfd readiness wakes us the moment a holder exits, and a
+//! short, growing tick re-reads the socket table for holders that close the
+//! socket without exiting. Nothing sleeps in whole seconds.
+
+use crate::discovery::{Discovery, ProcessTable};
+use crate::evaluate::{blocked_target, render_template, Blocked, Context, Outcome};
+use crate::model::{Holder, PortState, ProcessId, Protocol};
+use crate::policy::{Action, Health, Signal, Terminate};
+use rustix::io::Errno;
+use serde::Serialize;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// Longest pause between two socket-table re-checks while waiting.
+const MAX_TICK: Duration = Duration::from_millis(20);
+/// First pause; doubles up to [`MAX_TICK`].
+const FIRST_TICK: Duration = Duration::from_millis(1);
+
+/// A way to reach a process for signalling: a pidfd where the kernel has
+/// them (Linux 5.3+), else the bare pid (checked right before each use).
+#[derive(Debug)]
+pub enum Handle {
+    /// A pidfd: refers to exactly one process, never to a recycled pid.
+    Pidfd(OwnedFd),
+    /// A bare pid, for kernels without pidfd and for test fakes.
+    Pid(u32),
+}
+
+/// Sends signals and waits for exits. The real one uses pidfds; tests can
+/// inject fakes to prove sequencing without real processes.
+pub trait Signaller {
+    /// Opens a handle on `pid`. `ESRCH` when it no longer exists.
+    fn open(&self, pid: u32) -> io::Result<Handle>;
+    /// Checks that we may signal `pid` at all (`kill(pid, 0)`), so a
+    /// permission problem is found before any member of a group is signalled.
+    fn check_permission(&self, pid: u32) -> io::Result<()>;
+    /// Sends `sig` through `handle`.
+    fn send(&self, handle: &Handle, sig: Signal) -> io::Result<()>;
+    /// Waits up to `timeout` for any of `handles` to exit; returns a flag per
+    /// handle, true for those that have exited (zombies count as exited).
+    fn wait_exit(&self, handles: &[&Handle], timeout: Duration) -> Vec<bool>;
+}
+
+/// The real signaller: pidfd_open, pidfd_send_signal and poll(2).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PidfdSignaller;
+
+fn pid_of(pid: u32) -> io::Result<rustix::process::Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| io::Error::from(Errno::SRCH))
+}
+
+fn to_rustix(sig: Signal) -> io::Result<rustix::process::Signal> {
+    rustix::process::Signal::from_named_raw(sig.number).ok_or_else(|| io::Error::from(Errno::INVAL))
+}
+
+impl Signaller for PidfdSignaller {
+    fn open(&self, pid: u32) -> io::Result<Handle> {
+        match rustix::process::pidfd_open(pid_of(pid)?, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => Ok(Handle::Pidfd(fd)),
+            // Kernels before 5.3 (or seccomp filters) lack pidfd_open.
+            Err(Errno::NOSYS) | Err(Errno::PERM) => {
+                rustix::process::test_kill_process(pid_of(pid)?)?;
+                Ok(Handle::Pid(pid))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn check_permission(&self, pid: u32) -> io::Result<()> {
+        Ok(rustix::process::test_kill_process(pid_of(pid)?)?)
+    }
+
+    fn send(&self, handle: &Handle, sig: Signal) -> io::Result<()> {
+        let sig = to_rustix(sig)?;
+        match handle {
+            Handle::Pidfd(fd) => Ok(rustix::process::pidfd_send_signal(fd, sig)?),
+            Handle::Pid(pid) => Ok(rustix::process::kill_process(pid_of(*pid)?, sig)?),
+        }
+    }
+
+    fn wait_exit(&self, handles: &[&Handle], timeout: Duration) -> Vec<bool> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let fds: Vec<Option<&OwnedFd>> = handles
+            .iter()
+            .map(|h| match h {
+                Handle::Pidfd(fd) => Some(fd),
+                Handle::Pid(_) => None,
+            })
+            .collect();
+        let mut pollfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .flatten()
+            .map(|fd| PollFd::from_borrowed_fd(fd.as_fd(), PollFlags::IN))
+            .collect();
+        let ts = Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        if pollfds.is_empty() {
+            std::thread::sleep(timeout);
+        } else {
+            // EINTR or any other poll error: report nothing exited; the
+            // caller re-checks the socket table and tries again.
+            let _ = poll(&mut pollfds, Some(&ts));
+        }
+        let mut ready = pollfds.iter().map(|p| !p.revents().is_empty());
+        handles
+            .iter()
+            .map(|h| match h {
+                Handle::Pidfd(_) => ready.next().unwrap_or(false),
+                Handle::Pid(pid) => pid_of(*pid)
+                    .map(|p| rustix::process::test_kill_process(p) == Err(Errno::SRCH))
+                    .unwrap_or(true),
+            })
+            .collect()
+    }
+}
+
+/// One event of an action, timed from the start of acting (SPEC JSON `steps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Milliseconds since acting began.
+    pub at_ms: u64,
+    /// `signal`, `exited`, `skipped`, `released`, `free`, `health`, `timeout`,
+    /// `rediscover` or `error`.
+    pub event: &'static str,
+    /// The process concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The signal sent, for `signal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<&'static str>,
+    /// Details in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Collects steps with their times.
+#[derive(Debug)]
+pub struct Steps {
+    start: Instant,
+    /// Steps so far.
+    pub list: Vec<Step>,
+}
+
+impl Steps {
+    /// Starts the clock now.
+    pub fn new() -> Self {
+        Steps {
+            start: Instant::now(),
+            list: Vec::new(),
+        }
+    }
+
+    /// Milliseconds since the clock started.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Records an event.
+    pub fn push(
+        &mut self,
+        event: &'static str,
+        pid: Option<u32>,
+        signal: Option<&'static str>,
+        detail: Option<String>,
+    ) {
+        let at_ms = self.elapsed_ms();
+        self.list.push(Step {
+            at_ms,
+            event,
+            pid,
+            signal,
+            detail,
+        });
+    }
+}
+
+impl Default for Steps {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What an action did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionResult {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The message for the user.
+    pub message: String,
+    /// True when every signalled holder is gone but the port is still held
+    /// (a new holder appeared): the resolver discovers and decides again.
+    pub still_held: bool,
+}
+
+impl ActionResult {
+    fn done(outcome: Outcome, message: String) -> Self {
+        ActionResult {
+            outcome,
+            message,
+            still_held: false,
+        }
+    }
+}
+
+/// Everything an action touches the system through.
+#[derive(Clone, Copy)]
+pub struct Actor<'a> {
+    /// Socket table (re-checked while waiting).
+    pub discovery: &'a dyn Discovery,
+    /// Identity checks right before each signal.
+    pub table: &'a dyn ProcessTable,
+    /// Signals and exit waits.
+    pub signaller: &'a dyn Signaller,
+    /// Protected processes and the caller's identity.
+    pub ctx: &'a Context,
+}
+
+impl std::fmt::Debug for Actor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor").finish_non_exhaustive()
+    }
+}
+
+/// One signalled process we are waiting for.
+struct Live {
+    id: ProcessId,
+    inodes: Vec<u64>,
+    handle: Handle,
+}
+
+enum SignalResult {
+    Sent(Handle),
+    Gone,
+}
+
+impl Actor<'_> {
+    /// Carries out `action` on the holders of `state`. `targets` are the
+    /// holder indices a terminate signals (every member of every group).
+    pub fn run(
+        &self,
+        action: &Action,
+        state: &PortState,
+        targets: &[usize],
+        rule: Option<&str>,
+        steps: &mut Steps,
+    ) -> ActionResult {
+        match action {
+            Action::Terminate(t) => self.terminate(t, state, targets, steps),
+            Action::Refuse { message } => ActionResult::done(
+                Outcome::Refused,
+                refuse_message(message.as_deref(), state, rule),
+            ),
+            Action::Wait { timeout, then } => match self.wait(*timeout, state, steps) {
+                Some(r) => r,
+                None => self.fallback(then.as_deref(), state, targets, rule, steps, || {
+                    format!(
+                        "port {} is still held after waiting {}: {}",
+                        state.port,
+                        humantime::format_duration(*timeout),
+                        holders_summary(state)
+                    )
+                }),
+            },
+            Action::Reuse {
+                health,
+                timeout,
+                then,
+            } => match self.health(health.as_ref(), *timeout, state, steps) {
+                Ok(detail) => ActionResult::done(
+                    Outcome::Reuse,
+                    format!(
+                        "port {} is served by {}{}; reuse it (rule {})",
+                        state.port,
+                        holders_summary(state),
+                        detail,
+                        rule.unwrap_or("default")
+                    ),
+                ),
+                Err(why) => self.fallback(then.as_deref(), state, targets, rule, steps, || {
+                    format!(
+                        "port {} is held by {}, but it is not healthy: {why}",
+                        state.port,
+                        holders_summary(state)
+                    )
+                }),
+            },
+        }
+    }
+
+    fn fallback(
+        &self,
+        then: Option<&Action>,
+        state: &PortState,
+        targets: &[usize],
+        rule: Option<&str>,
+        steps: &mut Steps,
+        failure: impl FnOnce() -> String,
+    ) -> ActionResult {
+        let why = failure();
+        match then {
+            Some(next) => {
+                steps.push(
+                    "fallback",
+                    None,
+                    None,
+                    Some(format!("{why}; then {}", next.kind())),
+                );
+                self.run(next, state, targets, rule, steps)
+            }
+            None => ActionResult::done(Outcome::Failed, why),
+        }
+    }
+
+    /// Whether the port is free now: no holding socket in the table and a
+    /// bind probe on the wildcard address succeeds.
+    fn port_is_free(&self, state: &PortState) -> bool {
+        match self.discovery.holding_sockets(state.port, state.protocol) {
+            Ok(sockets) if sockets.is_empty() => bind_probe(state.port, state.protocol),
+            _ => false,
+        }
+    }
+
+    fn terminate(
+        &self,
+        t: &Terminate,
+        state: &PortState,
+        targets: &[usize],
+        steps: &mut Steps,
+    ) -> ActionResult {
+        // Defence in depth: the evaluator already planned a refusal for
+        // these, but no code path may signal them.
+        match blocked_target(targets, &state.holders, self.ctx) {
+            Some(Blocked::Protected { pid, why }) => {
+                return ActionResult::done(
+                    Outcome::Refused,
+                    format!(
+                        "port {} is held by pid {pid}, which portguard will not signal: {why}",
+                        state.port
+                    ),
+                );
+            }
+            Some(Blocked::NoPid { uid, reason }) => {
+                return ActionResult::done(
+                    Outcome::Failed,
+                    format!(
+                        "port {} is held by a process of uid {uid} whose pid is unknown ({reason}); it cannot be signalled",
+                        state.port
+                    ),
+                );
+            }
+            None => {}
+        }
+        // Check permission for every member before signalling any, so a
+        // group is never half-terminated because of one foreign process.
+        for &i in targets {
+            let h = &state.holders[i];
+            let Some(pid) = h.pid else { continue };
+            if let Err(e) = self.signaller.check_permission(pid) {
+                if e.raw_os_error() == Some(Errno::PERM.raw_os_error()) {
+                    return ActionResult::done(Outcome::Failed, permission_message(state.port, h));
+                }
+            }
+        }
+        let mut live: Vec<Live> = Vec::new();
+        for &i in targets {
+            let h = &state.holders[i];
+            let Some(id) = h.id() else {
+                let pid = h.pid.unwrap_or(0);
+                steps.push(
+                    "skipped",
+                    Some(pid),
+                    None,
+                    Some(
+                        "its start time could not be read, so its identity cannot be confirmed"
+                            .into(),
+                    ),
+                );
+                return ActionResult::done(
+                    Outcome::Failed,
+                    format!(
+                        "port {}: cannot confirm the identity of pid {pid}; not signalling it",
+                        state.port
+                    ),
+                );
+            };
+            match self.signal_one(id, &h.inodes, t.signal, steps) {
+                Ok(SignalResult::Sent(handle)) => live.push(Live {
+                    id,
+                    inodes: h.inodes.clone(),
+                    handle,
+                }),
+                Ok(SignalResult::Gone) => {}
+                Err(e) => {
+                    return ActionResult::done(Outcome::Failed, signal_error(state.port, h, &e))
+                }
+            }
+        }
+        let started = Instant::now();
+        let grace_at = started + t.grace;
+        let deadline = started + t.timeout;
+        let mut escalated = t.escalate.is_none();
+        let mut tick = FIRST_TICK;
+        loop {
+            if self.port_is_free(state) {
+                steps.push("free", None, None, None);
+                return ActionResult::done(Outcome::Freed, freed_message(state, targets, steps));
+            }
+            if live.is_empty() {
+                return ActionResult {
+                    outcome: Outcome::Failed,
+                    message: format!(
+                        "port {} is still held after every signalled process exited",
+                        state.port
+                    ),
+                    still_held: true,
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                steps.push("timeout", None, None, None);
+                let pids: Vec<String> = live.iter().map(|l| l.id.pid.to_string()).collect();
+                return ActionResult::done(
+                    Outcome::Failed,
+                    format!(
+                        "port {} is still held {} after the first signal: pid {} did not exit",
+                        state.port,
+                        humantime::format_duration(t.timeout),
+                        pids.join(", ")
+                    ),
+                );
+            }
+            if !escalated && now >= grace_at {
+                escalated = true;
+                if let Some(sig) = t.escalate {
+                    let mut still = Vec::new();
+                    for l in live.drain(..) {
+                        match self.signal_one(l.id, &l.inodes, sig, steps) {
+                            Ok(SignalResult::Sent(handle)) => still.push(Live { handle, ..l }),
+                            Ok(SignalResult::Gone) => {}
+                            Err(e) => {
+                                steps.push(
+                                    "error",
+                                    Some(l.id.pid),
+                                    Some(sig.name),
+                                    Some(e.to_string()),
+                                );
+                                still.push(l);
+                            }
+                        }
+                    }
+                    live = still;
+                    continue;
+                }
+            }
+            let mut until = (now + tick).min(deadline);
+            if !escalated {
+                until = until.min(grace_at);
+            }
+            let handles: Vec<&Handle> = live.iter().map(|l| &l.handle).collect();
+            let exited = self
+                .signaller
+                .wait_exit(&handles, until.saturating_duration_since(now));
+            let mut i = 0;
+            live.retain(|l| {
+                let gone = exited.get(i).copied().unwrap_or(false);
+                i += 1;
+                if gone {
+                    steps.push("exited", Some(l.id.pid), None, None);
+                }
+                !gone
+            });
+            tick = (tick * 2).min(MAX_TICK);
+        }
+    }
+
+    /// Re-checks identity and socket ownership, then signals. `Gone` when
+    /// the process exited, was replaced (pid reuse) or let go of the socket.
+    fn signal_one(
+        &self,
+        id: ProcessId,
+        inodes: &[u64],
+        sig: Signal,
+        steps: &mut Steps,
+    ) -> io::Result<SignalResult> {
+        let gone = |steps: &mut Steps, why: String| {
+            steps.push("skipped", Some(id.pid), Some(sig.name), Some(why));
+            Ok(SignalResult::Gone)
+        };
+        let handle = match self.signaller.open(id.pid) {
+            Ok(h) => h,
+            Err(e) if e.raw_os_error() == Some(Errno::SRCH.raw_os_error()) => {
+                return gone(steps, "it has already exited".into());
+            }
+            Err(e) => return Err(e),
+        };
+        // The handle was opened first, so if the identity still matches now,
+        // the handle refers to the evaluated process and not a successor.
+        match self.table.identity(id.pid) {
+            Some(now) if now == id => {}
+            Some(_) => {
+                return gone(
+                    steps,
+                    "the pid now belongs to another process (pid reused); not signalled".into(),
+                );
+            }
+            None => return gone(steps, "it has already exited".into()),
+        }
+        if self.table.holds_any(id.pid, inodes) == Some(false) {
+            return gone(steps, "it no longer holds the socket; not signalled".into());
+        }
+        match self.signaller.send(&handle, sig) {
+            Ok(()) => {
+                steps.push("signal", Some(id.pid), Some(sig.name), None);
+                Ok(SignalResult::Sent(handle))
+            }
+            Err(e) if e.raw_os_error() == Some(Errno::SRCH.raw_os_error()) => {
+                gone(steps, "it exited before the signal".into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until the port is free; `None` on timeout.
+    fn wait(
+        &self,
+        timeout: Duration,
+        state: &PortState,
+        steps: &mut Steps,
+    ) -> Option<ActionResult> {
+        let deadline = Instant::now() + timeout;
+        let mut handles: Vec<(u32, Handle)> = Vec::new();
+        for h in &state.holders {
+            let Some(id) = h.id() else { continue };
+            if let Ok(handle) = self.signaller.open(id.pid) {
+                if self.table.identity(id.pid) == Some(id) {
+                    handles.push((id.pid, handle));
+                }
+            }
+        }
+        let mut tick = FIRST_TICK;
+        loop {
+            if self.port_is_free(state) {
+                steps.push("free", None, None, None);
+                return Some(ActionResult::done(
+                    Outcome::Freed,
+                    format!(
+                        "port {} was released after {} ms of waiting",
+                        state.port,
+                        steps.elapsed_ms()
+                    ),
+                ));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                steps.push("timeout", None, None, None);
+                return None;
+            }
+            let refs: Vec<&Handle> = handles.iter().map(|(_, h)| h).collect();
+            let exited = self.signaller.wait_exit(&refs, (deadline - now).min(tick));
+            let mut i = 0;
+            handles.retain(|(pid, _)| {
+                let gone = exited.get(i).copied().unwrap_or(false);
+                i += 1;
+                if gone {
+                    steps.push("exited", Some(*pid), None, None);
+                }
+                !gone
+            });
+            tick = (tick * 2).min(MAX_TICK);
+        }
+    }
+
+    /// Runs the health check; `Ok` with a note for the message, `Err` with why not.
+    fn health(
+        &self,
+        health: Option<&Health>,
+        timeout: Duration,
+        state: &PortState,
+        steps: &mut Steps,
+    ) -> Result<String, String> {
+        let Some(Health::Tcp) = health else {
+            return Ok(String::new());
+        };
+        if state.protocol == Protocol::Udp {
+            steps.push(
+                "health",
+                None,
+                None,
+                Some("skipped: a tcp check does not apply to udp".into()),
+            );
+            return Ok(String::new());
+        }
+        let mut last_err = String::from("no address to connect to");
+        for s in &state.sockets {
+            let addr = loopback_for(s.local);
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(_) => {
+                    steps.push(
+                        "health",
+                        None,
+                        None,
+                        Some(format!("tcp connect to {addr} succeeded")),
+                    );
+                    return Ok(format!(" (tcp health check on {addr} passed)"));
+                }
+                Err(e) => last_err = format!("tcp connect to {addr} failed: {e}"),
+            }
+        }
+        steps.push("health", None, None, Some(last_err.clone()));
+        Err(last_err)
+    }
+}
+
+/// The address to reach a listener on: wildcard binds are reached on loopback.
+fn loopback_for(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// Binds the port on the wildcard addresses (IPv4, then IPv6) the way a
+/// server would; TCP binds set SO_REUSEADDR (Rust's std does), so sockets in
+/// TIME_WAIT do not count. Only "address in use" means held: a bind refused
+/// for other reasons (a privileged port as non-root, IPv6 disabled) leaves the
+/// verdict to the socket table.
+pub fn bind_probe(port: u16, proto: Protocol) -> bool {
+    let in_use = |r: io::Result<()>| matches!(r, Err(e) if e.kind() == io::ErrorKind::AddrInUse);
+    let bind = |ip: IpAddr| -> io::Result<()> {
+        let addr = SocketAddr::new(ip, port);
+        match proto {
+            Protocol::Tcp => TcpListener::bind(addr).map(drop),
+            Protocol::Udp => UdpSocket::bind(addr).map(drop),
+        }
+    };
+    !in_use(bind(Ipv4Addr::UNSPECIFIED.into())) && !in_use(bind(Ipv6Addr::UNSPECIFIED.into()))
+}
+
+fn permission_message(port: u16, h: &Holder) -> String {
+    format!(
+        "port {port}: permission denied to signal pid {} (user {}); run portguard as that user or as root",
+        h.pid.unwrap_or(0),
+        h.user.clone().unwrap_or_else(|| format!("uid {}", h.uid)),
+    )
+}
+
+fn signal_error(port: u16, h: &Holder, e: &io::Error) -> String {
+    if e.raw_os_error() == Some(Errno::PERM.raw_os_error()) {
+        permission_message(port, h)
+    } else {
+        format!("port {port}: cannot signal pid {}: {e}", h.pid.unwrap_or(0))
+    }
+}
+
+/// `pid 4242 (python3 -m headroom.cli proxy, user alice)` for each group root,
+/// the way messages name holders.
+pub fn holders_summary(state: &PortState) -> String {
+    let roots: Vec<String> = state
+        .groups
+        .iter()
+        .map(|g| {
+            let h = &state.holders[g.root];
+            let extra = g.members.len() - 1;
+            let mut s = h.describe();
+            if extra > 0 {
+                s.push_str(&format!(
+                    " with {extra} worker{}",
+                    if extra == 1 { "" } else { "s" }
+                ));
+            }
+            s
+        })
+        .collect();
+    roots.join("; ")
+}
+
+/// The message of a refusal: the rule's template for the first group's
+/// root (noting further holders), or the built-in wording.
+pub fn refuse_message(template: Option<&str>, state: &PortState, rule: Option<&str>) -> String {
+    let Some(first) = state.groups.first().map(|g| &state.holders[g.root]) else {
+        return format!("port {} is free", state.port);
+    };
+    let mut msg = match template {
+        Some(t) => render_template(t, state.port, first, rule),
+        None => match rule {
+            Some(rule) => format!(
+                "port {} is held by {}; refused by rule {rule}",
+                state.port,
+                holders_summary(state)
+            ),
+            None => format!(
+                "port {} is held by {}; no rule applies, so it is left alone",
+                state.port,
+                holders_summary(state)
+            ),
+        },
+    };
+    let others = state.groups.len() - 1;
+    if template.is_some() && others > 0 {
+        let pids: Vec<String> = state.groups[1..]
+            .iter()
+            .map(|g| {
+                state.holders[g.root]
+                    .pid
+                    .map_or_else(|| "unknown".into(), |p| p.to_string())
+            })
+            .collect();
+        msg.push_str(&format!(" (and {others} more: pid {})", pids.join(", ")));
+    }
+    msg
+}
+
+fn freed_message(state: &PortState, targets: &[usize], steps: &Steps) -> String {
+    let pids: Vec<String> = targets
+        .iter()
+        .filter_map(|&i| state.holders[i].pid)
+        .map(|p| p.to_string())
+        .collect();
+    format!(
+        "freed port {} in {} ms: terminated {} (pid {})",
+        state.port,
+        steps.elapsed_ms(),
+        state
+            .groups
+            .first()
+            .map(|g| state.holders[g.root].short_name())
+            .unwrap_or_default(),
+        pids.join(", ")
+    )
+}

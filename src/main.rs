@@ -1,0 +1,126 @@
+//! The `portguard` binary: parse arguments, call the library, exit with the
+//! documented code. Nothing else lives here.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use portguard::commands::{self, Format, Io, ResolveOptions};
+use portguard::exit::{Exit, EXIT_CODES_HELP};
+use portguard::ports::PortRange;
+use std::path::PathBuf;
+
+/// Resolve port conflicts declaratively: find every process holding a port,
+/// judge it by a TOML policy, and terminate, wait, refuse or reuse.
+#[derive(Debug, Parser)]
+#[command(name = "portguard", version, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Human,
+    Json,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Human => Format::Human,
+            FormatArg::Json => Format::Json,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Free the port(s) for a server to start, as the policy says.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Resolve {
+        /// Ports (1-65535) or inclusive ranges like 8000-8010.
+        #[arg(required = true, value_name = "PORT")]
+        ports: Vec<PortRange>,
+        /// Policy: a path to a TOML file, or a built-in name (headroom, safe).
+        #[arg(long, value_name = "P")]
+        policy: Option<String>,
+        /// Resolve UDP ports instead of TCP.
+        #[arg(long)]
+        udp: bool,
+        /// Print the whole decision and plan; act on nothing.
+        #[arg(long)]
+        explain: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: FormatArg,
+        /// Print the decision trace during a real run.
+        #[arg(short, long, conflicts_with = "quiet")]
+        verbose: bool,
+        /// Print nothing on success.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show who holds the port(s); changes nothing and exits 0.
+    Who {
+        /// Ports (1-65535) or inclusive ranges like 8000-8010.
+        #[arg(required = true, value_name = "PORT")]
+        ports: Vec<PortRange>,
+        /// UDP instead of TCP.
+        #[arg(long)]
+        udp: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: FormatArg,
+    },
+    /// Validate policy files: every problem with file:line:column.
+    Check {
+        /// Policy files.
+        #[arg(required = true, value_name = "POLICY")]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> Exit {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("portguard: internal error: {info}; nothing further was touched");
+        std::process::exit(i32::from(Exit::Internal.code()));
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Free
+            };
+        }
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+    };
+    match cli.command {
+        Command::Resolve {
+            ports,
+            policy,
+            udp,
+            explain,
+            format,
+            verbose,
+            quiet,
+        } => commands::resolve(
+            &ResolveOptions {
+                ports,
+                policy,
+                udp,
+                explain,
+                format: format.into(),
+                verbose,
+                quiet,
+            },
+            &mut io,
+        ),
+        Command::Who { ports, udp, format } => commands::who(&ports, udp, format.into(), &mut io),
+        Command::Check { files } => commands::check(&files, &mut io),
+    }
+}

@@ -1,0 +1,225 @@
+//! Built-in policies and the lookup order that picks a policy when the user
+//! did not name one (SPEC "Command line", `--policy`).
+
+use super::{load_file, load_source, Policy, PolicyError};
+use std::path::{Path, PathBuf};
+
+/// Built-in policies: name and TOML text, embedded from `rules/` so the
+/// files users read and validate are exactly what the binary runs.
+pub const BUILTINS: [(&str, &str); 2] = [
+    ("headroom", include_str!("../../rules/headroom.toml")),
+    ("safe", include_str!("../../rules/safe.toml")),
+];
+
+/// Where a policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A built-in policy, by name.
+    Builtin(&'static str),
+    /// A file.
+    File(PathBuf),
+}
+
+impl PolicySource {
+    /// Name used in diagnostics: the path, or `<built-in NAME>`.
+    pub fn display_name(&self) -> String {
+        match self {
+            PolicySource::Builtin(name) => format!("<built-in {name}>"),
+            PolicySource::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// Name of a policy that does not set `name`: the built-in name or the
+    /// file stem.
+    pub fn default_name(&self) -> String {
+        match self {
+            PolicySource::Builtin(name) => name.to_string(),
+            PolicySource::File(p) => p.file_stem().map_or_else(
+                || "policy".to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            ),
+        }
+    }
+
+    /// `"built-in"` or the path, as JSON output reports it.
+    pub fn describe(&self) -> String {
+        match self {
+            PolicySource::Builtin(_) => "built-in".to_string(),
+            PolicySource::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// Reads and checks the policy.
+    pub fn load(&self) -> Result<Policy, PolicyError> {
+        match self {
+            PolicySource::Builtin(name) => {
+                let text = BUILTINS
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, t)| *t)
+                    .ok_or_else(|| PolicyError::UnknownBuiltin(name.to_string()))?;
+                load_source(text, self.clone())
+            }
+            PolicySource::File(path) => load_file(path),
+        }
+    }
+}
+
+/// Interprets a `--policy` / `$PORTGUARD_POLICY` value: a path when it
+/// contains `/` or ends in `.toml`, else the name of a built-in policy.
+pub fn parse_policy_arg(value: &str) -> Result<PolicySource, PolicyError> {
+    if value.contains('/') || value.ends_with(".toml") {
+        return Ok(PolicySource::File(PathBuf::from(value)));
+    }
+    BUILTINS
+        .iter()
+        .find(|(n, _)| *n == value)
+        .map(|(n, _)| PolicySource::Builtin(n))
+        .ok_or_else(|| PolicyError::UnknownBuiltin(value.to_string()))
+}
+
+/// What the lookup order consults, passed in so tests need not touch the
+/// process environment.
+#[derive(Debug, Clone, Default)]
+pub struct LookupEnv {
+    /// `$PORTGUARD_POLICY`.
+    pub portguard_policy: Option<String>,
+    /// Current directory.
+    pub cwd: Option<PathBuf>,
+    /// `$XDG_CONFIG_HOME`.
+    pub xdg_config_home: Option<PathBuf>,
+    /// `$HOME`.
+    pub home: Option<PathBuf>,
+}
+
+impl LookupEnv {
+    /// The real environment of this process. Empty variables count as unset,
+    /// as the XDG base directory spec says.
+    pub fn from_process() -> Self {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        LookupEnv {
+            portguard_policy: var("PORTGUARD_POLICY").map(|v| v.to_string_lossy().into_owned()),
+            cwd: std::env::current_dir().ok(),
+            xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),
+            home: var("HOME").map(PathBuf::from),
+        }
+    }
+}
+
+/// Picks the policy: `--policy`, then `$PORTGUARD_POLICY`, then
+/// `./portguard.toml`, then `$XDG_CONFIG_HOME/portguard/policy.toml` (or
+/// `~/.config/...`), then built-in `headroom`. Returns the source and a short
+/// phrase saying why it was chosen (printed by `-v`).
+pub fn locate(
+    explicit: Option<&str>,
+    env: &LookupEnv,
+) -> Result<(PolicySource, &'static str), PolicyError> {
+    if let Some(p) = explicit {
+        return Ok((parse_policy_arg(p)?, "--policy"));
+    }
+    if let Some(p) = &env.portguard_policy {
+        return Ok((parse_policy_arg(p)?, "$PORTGUARD_POLICY"));
+    }
+    if let Some(cwd) = &env.cwd {
+        let local = cwd.join("portguard.toml");
+        if local.is_file() {
+            return Ok((PolicySource::File(local), "./portguard.toml"));
+        }
+    }
+    let config = env
+        .xdg_config_home
+        .clone()
+        .or_else(|| env.home.as_ref().map(|h| h.join(".config")));
+    if let Some(dir) = config {
+        let user = dir.join("portguard").join("policy.toml");
+        if Path::new(&user).is_file() {
+            return Ok((PolicySource::File(user), "user configuration"));
+        }
+    }
+    Ok((PolicySource::Builtin("headroom"), "default"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_loads_without_warnings() {
+        for (name, _) in BUILTINS {
+            let policy = PolicySource::Builtin(name)
+                .load()
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(policy.name, name);
+            assert!(policy.warnings.is_empty(), "{name}: {:?}", policy.warnings);
+        }
+    }
+
+    #[test]
+    fn policy_argument_is_a_path_or_a_builtin_name() {
+        assert_eq!(
+            parse_policy_arg("headroom").unwrap(),
+            PolicySource::Builtin("headroom")
+        );
+        assert_eq!(
+            parse_policy_arg("x.toml").unwrap(),
+            PolicySource::File("x.toml".into())
+        );
+        assert_eq!(
+            parse_policy_arg("dir/x").unwrap(),
+            PolicySource::File("dir/x".into())
+        );
+        let err = parse_policy_arg("nope").unwrap_err().to_string();
+        assert!(
+            err.contains("'nope'") && err.contains("headroom, safe"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn lookup_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().join("cwd");
+        let xdg = dir.path().join("xdg");
+        let home = dir.path().join("home");
+        for d in [
+            &cwd,
+            &xdg.join("portguard"),
+            &home.join(".config/portguard"),
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let mut env = LookupEnv {
+            portguard_policy: None,
+            cwd: Some(cwd.clone()),
+            xdg_config_home: None,
+            home: Some(home.clone()),
+        };
+        assert_eq!(
+            locate(None, &env).unwrap(),
+            (PolicySource::Builtin("headroom"), "default")
+        );
+
+        std::fs::write(home.join(".config/portguard/policy.toml"), "").unwrap();
+        assert_eq!(
+            locate(None, &env).unwrap().0,
+            PolicySource::File(home.join(".config/portguard/policy.toml"))
+        );
+        std::fs::write(xdg.join("portguard/policy.toml"), "").unwrap();
+        env.xdg_config_home = Some(xdg.clone());
+        assert_eq!(
+            locate(None, &env).unwrap().0,
+            PolicySource::File(xdg.join("portguard/policy.toml"))
+        );
+        std::fs::write(cwd.join("portguard.toml"), "").unwrap();
+        assert_eq!(
+            locate(None, &env).unwrap().0,
+            PolicySource::File(cwd.join("portguard.toml"))
+        );
+        env.portguard_policy = Some("safe".into());
+        assert_eq!(locate(None, &env).unwrap().0, PolicySource::Builtin("safe"));
+        assert_eq!(
+            locate(Some("headroom"), &env).unwrap(),
+            (PolicySource::Builtin("headroom"), "--policy")
+        );
+    }
+}

@@ -1,0 +1,567 @@
+//! Reading and checking a policy: TOML → [`raw`] → [`Policy`], collecting
+//! every problem with its span instead of stopping at the first.
+
+use super::raw::{RawDefaults, RawMatch, RawPolicy, RawRule};
+use super::{
+    Action, ActionKind, Criteria, Defaults, Health, Invalid, Policy, PolicyError, PolicySource,
+    Rule, Signal, Terminate, UserSpec, PLACEHOLDERS,
+};
+use crate::diagnostic::{line_col, Diagnostic, Severity};
+use crate::ports::{port_from_int, PortRange};
+use regex::{Regex, RegexBuilder};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+const DEFAULT_GRACE: Duration = Duration::from_secs(3);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads and checks the policy file at `path`.
+pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
+    let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let source = PolicySource::File(path.to_path_buf());
+    match String::from_utf8(bytes) {
+        Ok(text) => load_source(&text, source),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            Err(PolicyError::Invalid(Invalid {
+                file: source.display_name(),
+                text,
+                diagnostics: vec![Diagnostic::error(
+                    "the policy is not valid UTF-8",
+                    Some(at..at + 1),
+                )],
+            }))
+        }
+    }
+}
+
+/// Checks policy `text` that came from `source`. Warnings are kept in
+/// [`Policy::warnings`]; any error makes the whole policy invalid.
+pub fn load_source(text: &str, source: PolicySource) -> Result<Policy, PolicyError> {
+    let mut cx = Checker {
+        text,
+        diags: Vec::new(),
+    };
+    let policy = match toml::from_str::<RawPolicy>(text) {
+        Ok(raw) => cx.policy(raw, &source),
+        Err(e) => {
+            cx.diags
+                .push(Diagnostic::error(e.message().trim().to_string(), e.span()));
+            None
+        }
+    };
+    cx.diags
+        .sort_by_key(|d| d.span.as_ref().map_or(usize::MAX, |s| s.start));
+    let has_errors = cx.diags.iter().any(|d| d.severity == Severity::Error);
+    match policy {
+        Some(mut policy) if !has_errors => {
+            policy.warnings = cx.diags;
+            Ok(policy)
+        }
+        _ => Err(PolicyError::Invalid(Invalid {
+            file: source.display_name(),
+            text: text.to_string(),
+            diagnostics: cx.diags,
+        })),
+    }
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+/// The rule keys that hold action settings, with their spans when present.
+fn present_settings(r: &RawRule) -> Vec<(&'static str, Range<usize>)> {
+    let mut out = Vec::new();
+    let mut add = |key: &'static str, span: Option<Range<usize>>| {
+        if let Some(span) = span {
+            out.push((key, span));
+        }
+    };
+    add("signal", r.signal.as_ref().map(Spanned::span));
+    add("grace", r.grace.as_ref().map(Spanned::span));
+    add("escalate", r.escalate.as_ref().map(Spanned::span));
+    add("timeout", r.timeout.as_ref().map(Spanned::span));
+    add("then", r.then.as_ref().map(Spanned::span));
+    add("message", r.message.as_ref().map(Spanned::span));
+    add("health", r.health.as_ref().map(Spanned::span));
+    add("health_body", r.health_body.as_ref().map(Spanned::span));
+    out
+}
+
+impl Checker<'_> {
+    fn error_count(&self) -> usize {
+        self.diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    fn error(&mut self, message: impl Into<String>, span: Range<usize>) -> Option<()> {
+        self.diags.push(Diagnostic::error(message, Some(span)));
+        None
+    }
+
+    fn error_help(&mut self, message: impl Into<String>, span: Range<usize>, help: &str) {
+        self.diags
+            .push(Diagnostic::error(message, Some(span)).with_help(help));
+    }
+
+    fn policy(&mut self, raw: RawPolicy, source: &PolicySource) -> Option<Policy> {
+        let defaults = self.defaults(raw.defaults.as_ref());
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut rules = Vec::new();
+        for spanned in &raw.rule {
+            let line = line_col(self.text, spanned.span().start).0;
+            let r = spanned.get_ref();
+            if let Some(first) = seen.get(r.name.get_ref()) {
+                let help = format!("the first rule with this name is at line {first}");
+                self.error_help(
+                    format!("duplicate rule name `{}`", r.name.get_ref()),
+                    r.name.span(),
+                    &help,
+                );
+            } else {
+                seen.insert(r.name.get_ref().clone(), line);
+            }
+            let errors_before = self.error_count();
+            match self.rule(r, line, defaults.as_ref()) {
+                Some(rule) => rules.push(rule),
+                // A rule may only be dropped with an error saying why: a
+                // silently missing rule would change what the policy does.
+                None if self.error_count() == errors_before && defaults.is_some() => {
+                    self.error(
+                        format!("rule `{}` could not be checked", r.name.get_ref()),
+                        r.name.span(),
+                    );
+                }
+                None => {}
+            }
+        }
+        for t in &raw.test {
+            let port = t.get_ref().port.clone();
+            if port_from_int(*port.get_ref()).is_err() {
+                self.error(
+                    format!("test port {} is not 1-65535", port.get_ref()),
+                    port.span(),
+                );
+            }
+        }
+        let defaults = defaults?;
+        let name = raw
+            .name
+            .map(Spanned::into_inner)
+            .unwrap_or_else(|| source.default_name());
+        Some(Policy {
+            name,
+            description: raw.description,
+            source: source.clone(),
+            defaults,
+            rules,
+            warnings: Vec::new(),
+            text: self.text.to_string(),
+        })
+    }
+
+    fn duration(&mut self, s: &Spanned<String>) -> Option<Duration> {
+        match humantime::parse_duration(s.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error_help(
+                    format!("invalid duration \"{}\": {e}", s.get_ref()),
+                    s.span(),
+                    "durations look like \"250ms\", \"3s\" or \"1m\"",
+                );
+                None
+            }
+        }
+    }
+
+    fn action_kind(&mut self, s: &Spanned<String>) -> Option<ActionKind> {
+        let kind = ActionKind::parse(s.get_ref());
+        if kind.is_none() {
+            self.error_help(
+                format!("unknown action \"{}\"", s.get_ref()),
+                s.span(),
+                "actions are \"terminate\", \"wait\", \"refuse\" and \"reuse\"",
+            );
+        }
+        kind
+    }
+
+    fn defaults(&mut self, raw: Option<&RawDefaults>) -> Option<Defaults> {
+        let grace = match raw.and_then(|d| d.grace.as_ref()) {
+            Some(s) => self.duration(s),
+            None => Some(DEFAULT_GRACE),
+        };
+        let timeout = match raw.and_then(|d| d.timeout.as_ref()) {
+            Some(s) => self.duration(s),
+            None => Some(DEFAULT_TIMEOUT),
+        };
+        let kind = match raw.and_then(|d| d.action.as_ref()) {
+            Some(s) => {
+                let kind = self.action_kind(s);
+                if kind == Some(ActionKind::Terminate) {
+                    self.error_help(
+                        "the default action cannot be \"terminate\"",
+                        s.span(),
+                        "portguard never signals a process that no rule matched; write a rule that matches what may be terminated",
+                    );
+                    return None;
+                }
+                kind
+            }
+            None => Some(ActionKind::Refuse),
+        };
+        let (grace, timeout, kind) = (grace?, timeout?, kind?);
+        let action = match kind {
+            ActionKind::Wait => Action::Wait {
+                timeout,
+                then: None,
+            },
+            ActionKind::Reuse => Action::Reuse {
+                health: None,
+                timeout,
+                then: None,
+            },
+            _ => Action::Refuse { message: None },
+        };
+        Some(Defaults {
+            action,
+            grace,
+            timeout,
+        })
+    }
+
+    fn rule(&mut self, r: &RawRule, line: usize, defaults: Option<&Defaults>) -> Option<Rule> {
+        let ports = match &r.ports {
+            None => Some(None),
+            Some(p) => self.ports(p),
+        };
+        let criteria = self.criteria(r.matcher.as_ref());
+        let kind = self.action_kind(&r.action);
+        let then = match &r.then {
+            Some(t) => Some((self.action_kind(t)?, t.span())),
+            None => None,
+        };
+        let kind = kind?;
+        // Which keys are allowed: the action's own settings, plus the
+        // fallback's when the rule names one.
+        let mut settings_ok = true;
+        for (key, span) in present_settings(r) {
+            let own = kind.settings().contains(&key);
+            let fallback = then
+                .as_ref()
+                .is_some_and(|(t, _)| t.settings().contains(&key) && key != "then");
+            if !own && !fallback {
+                settings_ok = false;
+                let owners: Vec<&str> = [
+                    ActionKind::Terminate,
+                    ActionKind::Wait,
+                    ActionKind::Refuse,
+                    ActionKind::Reuse,
+                ]
+                .into_iter()
+                .filter(|k| k.settings().contains(&key))
+                .map(ActionKind::as_str)
+                .collect();
+                let help = if key == "then" {
+                    "only \"wait\" and \"reuse\" fall back to another action".to_string()
+                } else {
+                    format!(
+                        "`{key}` is a setting of {}; remove it, or use that action",
+                        owners.join(" and ")
+                    )
+                };
+                self.error_help(
+                    format!("`{key}` does not belong to action \"{kind}\""),
+                    span,
+                    &help,
+                );
+            }
+        }
+        if let Some((t, span)) = &then {
+            if *t == kind {
+                self.error_help(
+                    format!("\"{kind}\" cannot fall back to itself"),
+                    span.clone(),
+                    "name a different action in `then`, or remove it",
+                );
+                settings_ok = false;
+            }
+        }
+        let defaults = defaults?;
+        let fallback = match &then {
+            Some((t, _)) => Some(Box::new(self.action(*t, r, defaults, None)?)),
+            None => None,
+        };
+        let action = self.action(kind, r, defaults, fallback)?;
+        if !settings_ok {
+            return None;
+        }
+        Some(Rule {
+            name: r.name.get_ref().clone(),
+            description: r.description.clone(),
+            ports: ports?,
+            criteria: criteria?,
+            action,
+            line,
+        })
+    }
+
+    /// Builds one action from the rule's keys (and `[defaults]`).
+    fn action(
+        &mut self,
+        kind: ActionKind,
+        r: &RawRule,
+        defaults: &Defaults,
+        then: Option<Box<Action>>,
+    ) -> Option<Action> {
+        let timeout = match &r.timeout {
+            Some(s) => self.duration(s)?,
+            None => defaults.timeout,
+        };
+        Some(match kind {
+            ActionKind::Terminate => {
+                let signal = match &r.signal {
+                    Some(s) => self.signal(s)?,
+                    None => Signal::TERM,
+                };
+                let grace = match &r.grace {
+                    Some(s) => self.duration(s)?,
+                    None => defaults.grace,
+                };
+                let escalate = match &r.escalate {
+                    None => Some(Signal::KILL),
+                    Some(v) => match v.get_ref() {
+                        toml::Value::Boolean(false) => None,
+                        toml::Value::Boolean(true) => Some(Signal::KILL),
+                        toml::Value::String(s) => {
+                            Some(self.signal(&Spanned::new(v.span(), s.clone()))?)
+                        }
+                        _ => {
+                            self.error("`escalate` must be a signal name or false", v.span());
+                            return None;
+                        }
+                    },
+                };
+                if escalate.is_some() && grace >= timeout {
+                    let span = r
+                        .grace
+                        .as_ref()
+                        .or(r.timeout.as_ref())
+                        .map_or(r.action.span(), Spanned::span);
+                    self.error_help(
+                        format!(
+                            "grace ({}) is not shorter than timeout ({}): the escalation would never be sent",
+                            humantime::format_duration(grace),
+                            humantime::format_duration(timeout)
+                        ),
+                        span,
+                        "make `timeout` longer than `grace`, or set `escalate = false`",
+                    );
+                    return None;
+                }
+                Action::Terminate(Terminate {
+                    signal,
+                    grace,
+                    escalate,
+                    timeout,
+                })
+            }
+            ActionKind::Wait => Action::Wait { timeout, then },
+            ActionKind::Refuse => {
+                if let Some(m) = &r.message {
+                    self.check_template(m);
+                }
+                Action::Refuse {
+                    message: r.message.as_ref().map(|m| m.get_ref().clone()),
+                }
+            }
+            ActionKind::Reuse => {
+                let health = match &r.health {
+                    None => None,
+                    Some(h) if h.get_ref() == "tcp" => Some(Health::Tcp),
+                    Some(h) => {
+                        self.error_help(
+                            format!("unsupported health check \"{}\"", h.get_ref()),
+                            h.span(),
+                            "this version checks health = \"tcp\" (the holder accepts a connection)",
+                        );
+                        return None;
+                    }
+                };
+                if let Some(b) = &r.health_body {
+                    self.error_help(
+                        "`health_body` needs an http health check",
+                        b.span(),
+                        "this version only supports health = \"tcp\"",
+                    );
+                    return None;
+                }
+                Action::Reuse {
+                    health,
+                    timeout,
+                    then,
+                }
+            }
+        })
+    }
+
+    fn signal(&mut self, s: &Spanned<String>) -> Option<Signal> {
+        let sig = Signal::parse(s.get_ref());
+        if sig.is_none() {
+            let names: Vec<&str> = Signal::ALL.iter().map(|s| s.name).collect();
+            self.error_help(
+                format!("unknown signal \"{}\"", s.get_ref()),
+                s.span(),
+                &format!("signals portguard sends: {}", names.join(", ")),
+            );
+        }
+        sig
+    }
+
+    fn check_template(&mut self, m: &Spanned<String>) {
+        let mut rest = m.get_ref().as_str();
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else { break };
+            let name = &after[..close];
+            if !PLACEHOLDERS.contains(&name) {
+                self.diags.push(
+                    Diagnostic::warning(
+                        format!("unknown placeholder `{{{name}}}` in message"),
+                        Some(m.span()),
+                    )
+                    .with_help(format!(
+                        "placeholders are {}; an unknown one is printed as written",
+                        PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
+                    )),
+                );
+            }
+            rest = &after[close + 1..];
+        }
+    }
+
+    fn ports(&mut self, p: &Spanned<Vec<Spanned<toml::Value>>>) -> Option<Option<Vec<PortRange>>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for v in p.get_ref() {
+            let parsed = match v.get_ref() {
+                toml::Value::Integer(n) => port_from_int(*n).map(PortRange::single),
+                toml::Value::String(s) => s.parse::<PortRange>(),
+                _ => {
+                    ok = false;
+                    self.error("a port is a number or a \"a-b\" range", v.span());
+                    continue;
+                }
+            };
+            match parsed {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    ok = false;
+                    self.error(e.to_string(), v.span());
+                }
+            }
+        }
+        if out.is_empty() && ok {
+            self.error_help(
+                "empty `ports`: the rule would never apply",
+                p.span(),
+                "remove `ports` to apply the rule to every port",
+            );
+            return None;
+        }
+        ok.then_some(Some(out))
+    }
+
+    fn criteria(&mut self, m: Option<&RawMatch>) -> Option<Criteria> {
+        let Some(m) = m else {
+            return Some(Criteria::default());
+        };
+        let cmdline = m.cmdline.as_ref().map(|r| self.regex(r));
+        let exe = m.exe.as_ref().map(|r| self.regex(r));
+        let user = m.user.as_ref().map(|u| self.users(u));
+        // `Some(None)`: the criterion was given but is invalid (reported).
+        if matches!(cmdline, Some(None)) || matches!(exe, Some(None)) || matches!(user, Some(None))
+        {
+            return None;
+        }
+        Some(Criteria {
+            cmdline: cmdline.flatten(),
+            exe: exe.flatten(),
+            user: user.flatten(),
+            orphan: m.orphan.as_ref().map(|o| *o.get_ref()),
+        })
+    }
+
+    fn regex(&mut self, r: &Spanned<String>) -> Option<Regex> {
+        match RegexBuilder::new(r.get_ref()).build() {
+            Ok(re) => Some(re),
+            Err(e) => {
+                let msg = match &e {
+                    regex::Error::CompiledTooBig(limit) => format!(
+                        "regex is too large: it compiles to more than the {limit}-byte limit"
+                    ),
+                    other => format!("invalid regex: {}", other.to_string().trim()),
+                };
+                self.error_help(
+                    msg,
+                    r.span(),
+                    "the syntax is Rust's `regex` crate (no look-around or backreferences)",
+                );
+                None
+            }
+        }
+    }
+
+    fn users(&mut self, v: &Spanned<toml::Value>) -> Option<Vec<UserSpec>> {
+        let one = |cx: &mut Self, value: &toml::Value| -> Option<UserSpec> {
+            match value {
+                toml::Value::String(s) if s == "$self" => Some(UserSpec::Me),
+                toml::Value::String(s) if s.starts_with('$') => {
+                    cx.error_help(
+                        format!("unknown user variable \"{s}\""),
+                        v.span(),
+                        "the only variable is \"$self\" (the user running portguard)",
+                    );
+                    None
+                }
+                toml::Value::String(s) if !s.is_empty() => Some(UserSpec::Name(s.clone())),
+                toml::Value::Integer(n) => match u32::try_from(*n) {
+                    Ok(uid) => Some(UserSpec::Uid(uid)),
+                    Err(_) => {
+                        cx.error(format!("uid {n} is out of range"), v.span());
+                        None
+                    }
+                },
+                _ => {
+                    cx.error(
+                        "`user` is a user name, a uid, \"$self\", or a list of them",
+                        v.span(),
+                    );
+                    None
+                }
+            }
+        };
+        match v.get_ref() {
+            toml::Value::Array(items) if items.is_empty() => {
+                self.error("empty `user` list: the rule would never apply", v.span());
+                None
+            }
+            toml::Value::Array(items) => {
+                let specs: Vec<Option<UserSpec>> = items.iter().map(|i| one(self, i)).collect();
+                specs.into_iter().collect()
+            }
+            other => one(self, other).map(|u| vec![u]),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The policy model: what a TOML policy means once it has been checked, and
+//! how it is found and loaded.
+//!
+//! Loading is strict on purpose. A policy decides which processes receive
+//! SIGKILL, so a typo, a setting that belongs to another action or a regex
+//! that does not compile is an error with its place in the file — never a
+//! silently ignored key.
+
+mod builtin;
+mod load;
+pub mod raw;
+
+pub use builtin::{locate, parse_policy_arg, LookupEnv, PolicySource, BUILTINS};
+pub use load::{load_file, load_source};
+
+use crate::diagnostic::{self, Diagnostic, Severity};
+use regex::Regex;
+use std::fmt;
+use std::time::Duration;
+
+use crate::ports::PortRange;
+
+/// A checked policy, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Name (from the file, or the file stem).
+    pub name: String,
+    /// What the policy is for.
+    pub description: Option<String>,
+    /// Where it came from.
+    pub source: PolicySource,
+    /// Defaults for rules and the action when no rule applies.
+    pub defaults: Defaults,
+    /// Rules in file order.
+    pub rules: Vec<Rule>,
+    /// Warnings found while loading (the policy is usable).
+    pub warnings: Vec<Diagnostic>,
+    /// Source text, kept to render warnings with their lines.
+    pub text: String,
+}
+
+/// `[defaults]` with every value filled in.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Action when no rule applies; never `terminate` (SPEC safety: never
+    /// signal a process no rule matched).
+    pub action: Action,
+    /// Default grace of `terminate`.
+    pub grace: Duration,
+    /// Default timeout of `wait`, `reuse` and `terminate`.
+    pub timeout: Duration,
+}
+
+/// A checked rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique name.
+    pub name: String,
+    /// Why it exists.
+    pub description: Option<String>,
+    /// Ports it is limited to; `None` means every port.
+    pub ports: Option<Vec<PortRange>>,
+    /// What every group root must satisfy.
+    pub criteria: Criteria,
+    /// What to do when it applies.
+    pub action: Action,
+    /// 1-based line of the `[[rule]]` table, for traces.
+    pub line: usize,
+}
+
+/// The `match` criteria of a rule; `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct Criteria {
+    /// Regex searched in argv joined by single spaces.
+    pub cmdline: Option<Regex>,
+    /// Regex searched in the absolute executable path.
+    pub exe: Option<Regex>,
+    /// Accepted owners.
+    pub user: Option<Vec<UserSpec>>,
+    /// Required orphan state.
+    pub orphan: Option<bool>,
+}
+
+impl Criteria {
+    /// True when the rule has no criteria and so applies to every owner.
+    pub fn is_empty(&self) -> bool {
+        self.cmdline.is_none() && self.exe.is_none() && self.user.is_none() && self.orphan.is_none()
+    }
+}
+
+/// One accepted user in `match.user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSpec {
+    /// A numeric uid.
+    Uid(u32),
+    /// A user name.
+    Name(String),
+    /// `"$self"`: the user running portguard.
+    Me,
+}
+
+impl fmt::Display for UserSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserSpec::Uid(u) => write!(f, "{u}"),
+            UserSpec::Name(n) => f.write_str(n),
+            UserSpec::Me => f.write_str("$self"),
+        }
+    }
+}
+
+/// The four kinds of action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    /// Signal the holders until the port is free.
+    Terminate,
+    /// Wait, touching nothing, until the holders release the port.
+    Wait,
+    /// Leave the holder alone and report it.
+    Refuse,
+    /// Accept the holder as the server to use.
+    Reuse,
+}
+
+impl ActionKind {
+    /// Name as written in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Terminate => "terminate",
+            ActionKind::Wait => "wait",
+            ActionKind::Refuse => "refuse",
+            ActionKind::Reuse => "reuse",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "terminate" => ActionKind::Terminate,
+            "wait" => ActionKind::Wait,
+            "refuse" => ActionKind::Refuse,
+            "reuse" => ActionKind::Reuse,
+            _ => return None,
+        })
+    }
+
+    /// The rule keys that configure this action.
+    pub fn settings(self) -> &'static [&'static str] {
+        match self {
+            ActionKind::Terminate => &["signal", "grace", "escalate", "timeout"],
+            ActionKind::Wait => &["timeout", "then"],
+            ActionKind::Refuse => &["message"],
+            ActionKind::Reuse => &["health", "health_body", "timeout", "then"],
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An action with every setting resolved (rule, then `[defaults]`, then the
+/// built-in defaults).
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Signal every member of the matched groups, escalate after `grace`.
+    Terminate(Terminate),
+    /// Wait until the port is free, up to `timeout`, then `then` (or fail).
+    Wait {
+        /// Give up after this.
+        timeout: Duration,
+        /// Fallback action; `None` fails with exit 5.
+        then: Option<Box<Action>>,
+    },
+    /// Do nothing; exit 4 with a message.
+    Refuse {
+        /// Message template; `None` uses the built-in message.
+        message: Option<String>,
+    },
+    /// Accept the holder; exit 3.
+    Reuse {
+        /// Check that the holder answers before accepting it.
+        health: Option<Health>,
+        /// Time allowed for the health check.
+        timeout: Duration,
+        /// Fallback when the health check fails; `None` fails with exit 5.
+        then: Option<Box<Action>>,
+    },
+}
+
+impl Action {
+    /// The kind of this action.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Terminate(_) => ActionKind::Terminate,
+            Action::Wait { .. } => ActionKind::Wait,
+            Action::Refuse { .. } => ActionKind::Refuse,
+            Action::Reuse { .. } => ActionKind::Reuse,
+        }
+    }
+
+    /// The fallback action, when there is one.
+    pub fn then(&self) -> Option<&Action> {
+        match self {
+            Action::Wait { then, .. } | Action::Reuse { then, .. } => then.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether carrying out this action (or its fallback) may send signals.
+    pub fn may_signal(&self) -> bool {
+        matches!(self, Action::Terminate(_)) || self.then().is_some_and(Action::may_signal)
+    }
+}
+
+/// Settings of `terminate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terminate {
+    /// First signal (default SIGTERM).
+    pub signal: Signal,
+    /// Time from the first signal to escalation.
+    pub grace: Duration,
+    /// Escalation signal; `None` never escalates.
+    pub escalate: Option<Signal>,
+    /// Give up this long after the first signal.
+    pub timeout: Duration,
+}
+
+/// How `reuse` checks that the holder is alive and answering.
+#[derive(Debug, Clone)]
+pub enum Health {
+    /// A TCP connect to the held address succeeds.
+    Tcp,
+}
+
+/// A signal portguard may send, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signal {
+    /// Canonical name, e.g. `SIGTERM`.
+    pub name: &'static str,
+    /// Signal number on this platform.
+    pub number: i32,
+}
+
+impl Signal {
+    /// SIGTERM.
+    pub const TERM: Signal = Signal::known("SIGTERM", rustix::process::Signal::TERM);
+    /// SIGKILL.
+    pub const KILL: Signal = Signal::known("SIGKILL", rustix::process::Signal::KILL);
+
+    const fn known(name: &'static str, sig: rustix::process::Signal) -> Signal {
+        Signal {
+            name,
+            number: sig.as_raw(),
+        }
+    }
+
+    /// Signals a policy may name. Stop/continue and fault signals are left
+    /// out: they do not end a process the way a user asking to free a port
+    /// means.
+    pub const ALL: [Signal; 9] = {
+        use rustix::process::Signal as S;
+        [
+            Signal::known("SIGTERM", S::TERM),
+            Signal::known("SIGKILL", S::KILL),
+            Signal::known("SIGINT", S::INT),
+            Signal::known("SIGHUP", S::HUP),
+            Signal::known("SIGQUIT", S::QUIT),
+            Signal::known("SIGUSR1", S::USR1),
+            Signal::known("SIGUSR2", S::USR2),
+            Signal::known("SIGABRT", S::ABORT),
+            Signal::known("SIGALRM", S::ALARM),
+        ]
+    };
+
+    /// Parses `SIGTERM`, `TERM` or `sigterm`.
+    pub fn parse(s: &str) -> Option<Signal> {
+        let upper = s.to_ascii_uppercase();
+        let name = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        Signal::ALL.into_iter().find(|sig| sig.name == name)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Placeholders a `message` template may use.
+pub const PLACEHOLDERS: [&str; 7] = ["port", "pid", "user", "uid", "exe", "cmdline", "rule"];
+
+/// Errors from finding or loading a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--policy NAME` named no built-in policy.
+    #[error("unknown built-in policy '{0}' (built-ins: {builtins}); to use a file, give a path such as ./{0}.toml", builtins = BUILTINS.iter().map(|b| b.0).collect::<Vec<_>>().join(", "))]
+    UnknownBuiltin(String),
+    /// The policy has errors; each diagnostic has its place in the file.
+    #[error("{}", .0.render_all())]
+    Invalid(Invalid),
+}
+
+/// A policy that failed to load, with every problem found.
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    /// File name as the user gave it (or `<built-in NAME>`).
+    pub file: String,
+    /// The source text.
+    pub text: String,
+    /// Every problem, errors and warnings, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Invalid {
+    /// Renders every diagnostic, then a summary line.
+    pub fn render_all(&self) -> String {
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            out.push_str(&diagnostic::render(d, &self.file, &self.text));
+        }
+        let errors = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        out.push_str(&format!(
+            "policy {} has {errors} error{}",
+            self.file,
+            if errors == 1 { "" } else { "s" }
+        ));
+        out
+    }
+}

@@ -1,0 +1,203 @@
+//! The resolver: discover → evaluate → act → verify, for one port at a time.
+//!
+//! After an action, "freed" is verified (socket table and bind probe). When
+//! every signalled holder is gone but the port is held again — a child that
+//! inherited the socket, a supervisor that restarted the server — the port is
+//! discovered and judged again, for a bounded number of rounds.
+
+use crate::actions::{holders_summary, refuse_message, Actor, Step, Steps};
+use crate::discovery::DiscoveryError;
+use crate::evaluate::{evaluate, Blocked, Decision, Outcome};
+use crate::exit::Exit;
+use crate::model::{PortState, Protocol};
+use crate::policy::{Action, ActionKind, Policy};
+
+/// Rounds of discover → act before giving up on a port that keeps being
+/// taken again.
+pub const MAX_ROUNDS: usize = 3;
+
+/// Everything about one resolved port: what was found, what was decided and
+/// why, what was done. Rendered as human text, trace and JSON.
+#[derive(Debug, Clone)]
+pub struct PortReport {
+    /// The port.
+    pub port: u16,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Final outcome (planned, with `dry_run`).
+    pub outcome: Outcome,
+    /// Whether nothing was acted on (`--explain`).
+    pub dry_run: bool,
+    /// Each round's discovery and decision; the first is what the user asked about.
+    pub rounds: Vec<(PortState, Decision)>,
+    /// Events of the actions, timed.
+    pub steps: Vec<Step>,
+    /// One-line summary for the user.
+    pub message: String,
+}
+
+impl PortReport {
+    /// The exit code of this port.
+    pub fn exit(&self) -> Exit {
+        self.outcome.exit_code()
+    }
+
+    /// The first round's discovery.
+    pub fn state(&self) -> &PortState {
+        &self.rounds[0].0
+    }
+
+    /// The decision that determined the outcome (the last round's).
+    pub fn decision(&self) -> &Decision {
+        &self.rounds[self.rounds.len() - 1].1
+    }
+}
+
+/// Resolves one port. `dry_run` evaluates and plans but acts on nothing.
+pub fn resolve_port(
+    actor: &Actor<'_>,
+    policy: &Policy,
+    port: u16,
+    protocol: Protocol,
+    dry_run: bool,
+) -> Result<PortReport, DiscoveryError> {
+    let mut steps = Steps::new();
+    let mut rounds: Vec<(PortState, Decision)> = Vec::new();
+    for round in 1..=MAX_ROUNDS {
+        let state = actor.discovery.discover(port, protocol)?;
+        let decision = evaluate(policy, &state, actor.ctx);
+        let finish = |rounds: Vec<(PortState, Decision)>, steps: Steps, outcome, message| {
+            Ok(PortReport {
+                port,
+                protocol,
+                outcome,
+                dry_run,
+                rounds,
+                steps: steps.list,
+                message,
+            })
+        };
+        if state.is_free() {
+            let (outcome, message) = if round == 1 {
+                (Outcome::Free, format!("port {port}/{protocol} is free"))
+            } else {
+                steps.push("free", None, None, None);
+                (
+                    Outcome::Freed,
+                    format!("freed port {port}/{protocol} in {} ms", steps.elapsed_ms()),
+                )
+            };
+            rounds.push((state, decision));
+            return finish(rounds, steps, outcome, message);
+        }
+        let Some(action) = decision.action.clone() else {
+            rounds.push((state, decision));
+            return finish(
+                rounds,
+                steps,
+                Outcome::Free,
+                format!("port {port}/{protocol} is free"),
+            );
+        };
+        if dry_run {
+            let message = plan_message(&action, &state, &decision, policy);
+            let outcome = decision.planned;
+            rounds.push((state, decision));
+            return finish(rounds, steps, outcome, message);
+        }
+        if round > 1 {
+            steps.push(
+                "rediscover",
+                None,
+                None,
+                Some(format!("port taken again by {}", holders_summary(&state))),
+            );
+        }
+        let result = actor.run(
+            &action,
+            &state,
+            &decision.targets,
+            decision.rule.as_deref(),
+            &mut steps,
+        );
+        rounds.push((state, decision));
+        if !result.still_held {
+            return finish(rounds, steps, result.outcome, result.message);
+        }
+    }
+    let last = &rounds[rounds.len() - 1].0;
+    let respawner = last
+        .groups
+        .first()
+        .and_then(|g| last.holders[g.root].ppid)
+        .map(|ppid| format!("; its parent pid {ppid} keeps starting it again (a supervisor?)"))
+        .unwrap_or_default();
+    let message = format!(
+        "port {port}/{protocol} was taken again after {MAX_ROUNDS} rounds: now held by {}{respawner}",
+        holders_summary(last)
+    );
+    Ok(PortReport {
+        port,
+        protocol,
+        outcome: Outcome::Failed,
+        dry_run,
+        rounds,
+        steps: steps.list,
+        message,
+    })
+}
+
+/// What a real run would do, in one line, for `--explain`.
+fn plan_message(
+    action: &Action,
+    state: &PortState,
+    decision: &Decision,
+    policy: &Policy,
+) -> String {
+    let by = match &decision.rule {
+        Some(rule) => format!("rule {rule}"),
+        None => format!("the default of policy {}", policy.name),
+    };
+    if let (ActionKind::Terminate, Some(blocked)) = (action.kind(), &decision.blocked) {
+        return match blocked {
+            Blocked::Protected { pid, why } => format!(
+                "would refuse: {by} says terminate, but pid {pid} is protected ({why})"
+            ),
+            Blocked::NoPid { uid, reason } => format!(
+                "would fail: {by} says terminate, but a holder of uid {uid} has no known pid ({reason})"
+            ),
+        };
+    }
+    let holders = holders_summary(state);
+    match action {
+        Action::Terminate(t) => {
+            let escalation = match t.escalate {
+                Some(sig) => format!(", {sig} after {}", humantime::format_duration(t.grace)),
+                None => ", never escalating".to_string(),
+            };
+            format!(
+                "would terminate {holders} ({}{escalation}, give up after {}) by {by}",
+                t.signal,
+                humantime::format_duration(t.timeout)
+            )
+        }
+        Action::Wait { timeout, then } => format!(
+            "would wait up to {} for {holders} to release the port, then {} ({by})",
+            humantime::format_duration(*timeout),
+            then.as_ref()
+                .map_or("fail".to_string(), |a| a.kind().to_string())
+        ),
+        Action::Refuse { message } => format!(
+            "would refuse: {}",
+            refuse_message(message.as_deref(), state, decision.rule.as_deref())
+        ),
+        Action::Reuse { health, .. } => format!(
+            "would reuse {holders}{} ({by})",
+            if health.is_some() {
+                " after a health check"
+            } else {
+                ""
+            }
+        ),
+    }
+}
