@@ -328,7 +328,9 @@ impl Actor<'_> {
     /// bind probe on the wildcard address succeeds.
     fn port_is_free(&self, state: &PortState) -> bool {
         match self.discovery.holding_sockets(state.port, state.protocol) {
-            Ok(sockets) if sockets.is_empty() => bind_probe(state.port, state.protocol),
+            Ok(sockets) if sockets.is_empty() => {
+                self.discovery.bind_probe(state.port, state.protocol)
+            }
             _ => false,
         }
     }
@@ -745,4 +747,275 @@ fn freed_message(state: &PortState, targets: &[usize], steps: &Steps) -> String 
             .unwrap_or_default(),
         pids.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::DiscoveryError;
+    use crate::evaluate::tests::{holder, state};
+    use crate::evaluate::Protected;
+    use crate::model::SocketEntry;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// A fake process: its identity, whether it still holds the socket,
+    /// and which signals make it exit.
+    #[derive(Clone)]
+    struct Proc {
+        start: u64,
+        alive: bool,
+        holds: bool,
+        dies_on: Vec<&'static str>,
+        foreign: bool,
+    }
+
+    #[derive(Default)]
+    struct World {
+        procs: RefCell<HashMap<u32, Proc>>,
+        sent: RefCell<Vec<(u32, &'static str)>>,
+    }
+
+    impl World {
+        fn with(procs: &[(u32, Proc)]) -> Self {
+            let w = World::default();
+            w.procs.borrow_mut().extend(procs.iter().cloned());
+            w
+        }
+        fn any_holding(&self) -> bool {
+            self.procs.borrow().values().any(|p| p.alive && p.holds)
+        }
+    }
+
+    impl Discovery for World {
+        fn discover(&self, _: u16, _: Protocol) -> Result<PortState, DiscoveryError> {
+            unreachable!("actions only re-check the socket table")
+        }
+        fn holding_sockets(&self, _: u16, _: Protocol) -> Result<Vec<SocketEntry>, DiscoveryError> {
+            Ok(if self.any_holding() {
+                state(8787, vec![holder(1, 1, 0, "x", &[])]).sockets
+            } else {
+                Vec::new()
+            })
+        }
+        fn bind_probe(&self, _: u16, _: Protocol) -> bool {
+            !self.any_holding()
+        }
+    }
+
+    impl ProcessTable for World {
+        fn identity(&self, pid: u32) -> Option<ProcessId> {
+            let procs = self.procs.borrow();
+            let p = procs.get(&pid).filter(|p| p.alive)?;
+            Some(ProcessId {
+                pid,
+                start_ticks: p.start,
+            })
+        }
+        fn holds_any(&self, pid: u32, _: &[u64]) -> Option<bool> {
+            Some(
+                self.procs
+                    .borrow()
+                    .get(&pid)
+                    .is_some_and(|p| p.alive && p.holds),
+            )
+        }
+        fn parent(&self, _: u32) -> Option<u32> {
+            None
+        }
+    }
+
+    impl Signaller for World {
+        fn open(&self, pid: u32) -> io::Result<Handle> {
+            match self.identity(pid) {
+                Some(_) => Ok(Handle::Pid(pid)),
+                None => Err(Errno::SRCH.into()),
+            }
+        }
+        fn check_permission(&self, pid: u32) -> io::Result<()> {
+            match self.procs.borrow().get(&pid) {
+                Some(p) if p.foreign => Err(Errno::PERM.into()),
+                _ => Ok(()),
+            }
+        }
+        fn send(&self, h: &Handle, sig: Signal) -> io::Result<()> {
+            let Handle::Pid(pid) = h else { unreachable!() };
+            self.sent.borrow_mut().push((*pid, sig.name));
+            if let Some(p) = self.procs.borrow_mut().get_mut(pid) {
+                if p.dies_on.contains(&sig.name) {
+                    p.alive = false;
+                }
+            }
+            Ok(())
+        }
+        fn wait_exit(&self, hs: &[&Handle], timeout: Duration) -> Vec<bool> {
+            std::thread::sleep(timeout.min(Duration::from_millis(2)));
+            hs.iter()
+                .map(|h| match h {
+                    Handle::Pid(pid) => self.identity(*pid).is_none(),
+                    Handle::Pidfd(_) => unreachable!(),
+                })
+                .collect()
+        }
+    }
+
+    fn proc(start: u64, dies_on: &[&'static str]) -> Proc {
+        Proc {
+            start,
+            alive: true,
+            holds: true,
+            dies_on: dies_on.to_vec(),
+            foreign: false,
+        }
+    }
+
+    fn ctx() -> Context {
+        Context {
+            self_uid: Some(1000),
+            self_name: None,
+            protected: vec![Protected {
+                pid: 1,
+                why: "pid 1 (init) is never signalled".into(),
+            }],
+            system_users: false,
+        }
+    }
+
+    fn term(grace_ms: u64) -> Terminate {
+        Terminate {
+            signal: Signal::TERM,
+            grace: Duration::from_millis(grace_ms),
+            escalate: Some(Signal::KILL),
+            timeout: Duration::from_millis(grace_ms + 500),
+        }
+    }
+
+    fn run(world: &World, t: Terminate, st: &PortState) -> (ActionResult, Steps) {
+        let ctx = ctx();
+        let actor = Actor {
+            discovery: world,
+            table: world,
+            signaller: world,
+            ctx: &ctx,
+        };
+        let mut steps = Steps::new();
+        let targets: Vec<usize> = (0..st.holders.len()).collect();
+        let r = actor.run(&Action::Terminate(t), st, &targets, Some("r"), &mut steps);
+        (r, steps)
+    }
+
+    fn events(steps: &Steps) -> Vec<(&'static str, Option<u32>, Option<&'static str>)> {
+        steps
+            .list
+            .iter()
+            .map(|s| (s.event, s.pid, s.signal))
+            .collect()
+    }
+
+    #[test]
+    fn a_recycled_pid_is_never_signalled() {
+        // Discovery saw pid 4242 started at tick 5242; by the time we act the
+        // pid belongs to a process started later.
+        let world = World::with(&[(4242, proc(9999, &["SIGTERM"]))]);
+        let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"])]);
+        let (r, steps) = run(&world, term(50), &st);
+        assert!(world.sent.borrow().is_empty(), "signalled a recycled pid");
+        assert!(r.still_held, "the port is still held by the new process");
+        assert_eq!(events(&steps)[0], ("skipped", Some(4242), Some("SIGTERM")));
+        assert!(steps.list[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("pid reused"));
+    }
+
+    #[test]
+    fn a_holder_that_ignores_sigterm_is_escalated_after_grace() {
+        let world = World::with(&[(4242, proc(5242, &["SIGKILL"]))]);
+        let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"])]);
+        let started = Instant::now();
+        let (r, steps) = run(&world, term(60), &st);
+        assert_eq!(r.outcome, Outcome::Freed, "{}", r.message);
+        assert_eq!(
+            *world.sent.borrow(),
+            vec![(4242, "SIGTERM"), (4242, "SIGKILL")]
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(60),
+            "escalated before grace"
+        );
+        let ev = events(&steps);
+        assert_eq!(ev.last(), Some(&("free", None, None)));
+    }
+
+    #[test]
+    fn terminate_returns_as_soon_as_the_port_is_free() {
+        let world = World::with(&[(4242, proc(5242, &["SIGTERM"]))]);
+        let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"])]);
+        let (r, _) = run(&world, term(5_000), &st);
+        assert_eq!(r.outcome, Outcome::Freed);
+        assert_eq!(*world.sent.borrow(), vec![(4242, "SIGTERM")]);
+    }
+
+    #[test]
+    fn a_survivor_fails_after_the_timeout() {
+        let world = World::with(&[(4242, proc(5242, &[]))]);
+        let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"])]);
+        let (r, _) = run(&world, term(20), &st);
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert!(r.message.contains("pid 4242 did not exit"), "{}", r.message);
+        assert_eq!(
+            *world.sent.borrow(),
+            vec![(4242, "SIGTERM"), (4242, "SIGKILL")]
+        );
+    }
+
+    #[test]
+    fn permission_denied_on_any_member_signals_none() {
+        let mut foreign = proc(5243, &["SIGTERM"]);
+        foreign.foreign = true;
+        let world = World::with(&[(4242, proc(5242, &["SIGTERM"])), (4243, foreign)]);
+        let mut worker = holder(4243, 4242, 1001, "bob", &["x"]);
+        worker.start_ticks = Some(5243);
+        let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"]), worker]);
+        let (r, _) = run(&world, term(50), &st);
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert!(world.sent.borrow().is_empty());
+        assert!(
+            r.message
+                .contains("permission denied to signal pid 4243 (user bob)")
+                && r.message.contains("as root"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn protected_processes_are_never_signalled() {
+        let world = World::with(&[(1, proc(1, &["SIGTERM"]))]);
+        let mut init = holder(1, 0, 0, "root", &["/sbin/init"]);
+        init.start_ticks = Some(1);
+        let st = state(8787, vec![init]);
+        let (r, _) = run(&world, term(50), &st);
+        assert_eq!(r.outcome, Outcome::Refused);
+        assert!(
+            r.message.contains("pid 1") && r.message.contains("never signalled"),
+            "{}",
+            r.message
+        );
+        assert!(world.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_process_that_let_go_of_the_socket_is_not_signalled() {
+        let mut released = proc(5243, &["SIGTERM"]);
+        released.holds = false;
+        let world = World::with(&[(4242, proc(5242, &["SIGTERM"])), (4243, released)]);
+        let mut other = holder(4243, 1, 1000, "alice", &["y"]);
+        other.start_ticks = Some(5243);
+        let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"]), other]);
+        let (r, _) = run(&world, term(50), &st);
+        assert_eq!(r.outcome, Outcome::Freed);
+        assert_eq!(*world.sent.borrow(), vec![(4242, "SIGTERM")]);
+    }
 }

@@ -436,3 +436,259 @@ pub fn render_template(template: &str, port: u16, h: &Holder, rule: Option<&str>
     out.push_str(rest);
     out
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::discovery::group_holders;
+    use crate::model::{Protocol, SocketEntry};
+    use crate::policy::{load_source, PolicySource};
+
+    pub(crate) fn holder(pid: u32, ppid: u32, uid: u32, user: &str, argv: &[&str]) -> Holder {
+        Holder {
+            pid: Some(pid),
+            ppid: Some(ppid),
+            uid,
+            user: Some(user.into()),
+            exe: Some("/usr/bin/python3.12".into()),
+            cmdline: Some(argv.iter().map(|s| s.to_string()).collect()),
+            comm: Some("python3".into()),
+            start_ticks: Some(1000 + u64::from(pid)),
+            age_ms: Some(5000),
+            orphan: Some(ppid == 1),
+            addrs: vec!["127.0.0.1:8787".parse().unwrap()],
+            inodes: vec![77],
+            unknown_reason: None,
+        }
+    }
+
+    pub(crate) fn state(port: u16, holders: Vec<Holder>) -> PortState {
+        let sockets = vec![SocketEntry {
+            local: "127.0.0.1:8787".parse().unwrap(),
+            remote: "0.0.0.0:0".parse().unwrap(),
+            state: SocketEntry::TCP_LISTEN,
+            uid: 1000,
+            inode: 77,
+        }];
+        PortState {
+            port,
+            protocol: Protocol::Tcp,
+            groups: group_holders(&holders),
+            sockets: if holders.is_empty() {
+                Vec::new()
+            } else {
+                sockets
+            },
+            others: Vec::new(),
+            holders,
+        }
+    }
+
+    fn ctx() -> Context {
+        Context {
+            self_uid: Some(1000),
+            self_name: Some("alice".into()),
+            protected: vec![Protected {
+                pid: 1,
+                why: "pid 1".into(),
+            }],
+            system_users: false,
+        }
+    }
+
+    fn headroom() -> Policy {
+        PolicySource::Builtin("headroom").load().unwrap()
+    }
+
+    const PROXY: &[&str] = &[
+        "/home/alice/.venv/bin/python3",
+        "/home/alice/.venv/bin/headroom",
+        "proxy",
+        "--port",
+        "8787",
+    ];
+    const MODULE: &[&str] = &[
+        "/usr/bin/python3.12",
+        "-m",
+        "headroom.cli",
+        "proxy",
+        "--port",
+        "8787",
+        "--workers",
+        "1",
+    ];
+
+    #[test]
+    fn free_port_needs_no_rule() {
+        let d = evaluate(&headroom(), &state(8787, vec![]), &ctx());
+        assert_eq!(d.planned, Outcome::Free);
+        assert!(d.action.is_none() && d.trace.is_empty());
+    }
+
+    #[test]
+    fn headroom_terminates_both_real_forms_of_the_proxy() {
+        for argv in [
+            PROXY,
+            MODULE,
+            &["python3", "-m", "headroom.cli", "proxy"][..],
+            &[
+                "/opt/py/bin/python3.11",
+                "-u",
+                "-m",
+                "headroom.cli",
+                "proxy",
+                "--port",
+                "1",
+            ][..],
+        ] {
+            let d = evaluate(
+                &headroom(),
+                &state(8787, vec![holder(4242, 1, 1000, "alice", argv)]),
+                &ctx(),
+            );
+            assert_eq!(d.rule.as_deref(), Some("stale-headroom-proxy"), "{argv:?}");
+            assert_eq!(d.planned, Outcome::Freed);
+            assert_eq!(
+                d.action.as_ref().map(Action::kind),
+                Some(ActionKind::Terminate)
+            );
+        }
+    }
+
+    #[test]
+    fn headroom_refuses_look_alikes_naming_the_holder() {
+        for argv in [
+            &["grep", "headroom", "proxy"][..],
+            &["less", "headroom/proxy/server.py"][..],
+            &["vim", "proxy.py"][..],
+            &["python3", "-m", "http.server", "8787"][..],
+            &["python3", "headroom/proxy/server.py"][..],
+            &["python3", "-m", "headroom.cli", "proxy-status"][..],
+            &["/usr/bin/python3", "/x/bin/headroomx", "proxy"][..],
+        ] {
+            let d = evaluate(
+                &headroom(),
+                &state(8787, vec![holder(4242, 1, 1000, "alice", argv)]),
+                &ctx(),
+            );
+            assert_eq!(d.rule.as_deref(), Some("foreign-process"), "{argv:?}");
+            assert_eq!(d.planned, Outcome::Refused, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn headroom_requires_a_python_executable_and_your_own_user() {
+        let mut h = holder(4242, 1, 1000, "alice", PROXY);
+        h.exe = Some("/home/alice/.venv/bin/headroom".into());
+        let d = evaluate(&headroom(), &state(8787, vec![h]), &ctx());
+        assert_eq!(d.rule.as_deref(), Some("foreign-process"));
+        let d = evaluate(
+            &headroom(),
+            &state(8787, vec![holder(4242, 1, 1001, "bob", PROXY)]),
+            &ctx(),
+        );
+        assert_eq!(d.rule.as_deref(), Some("foreign-process"));
+        let user_check = &d.trace[0].groups[0].checks[2];
+        assert_eq!(user_check.criterion, "user");
+        assert_eq!(user_check.seen, "bob (uid 1001)");
+        assert!(!user_check.held);
+    }
+
+    #[test]
+    fn a_rule_applies_only_when_every_group_root_matches() {
+        let proxy = holder(4242, 1, 1000, "alice", PROXY);
+        let other = holder(5000, 1, 1000, "alice", &["nginx"]);
+        let d = evaluate(
+            &headroom(),
+            &state(8787, vec![proxy.clone(), other]),
+            &ctx(),
+        );
+        assert_eq!(d.rule.as_deref(), Some("foreign-process"));
+        assert!(d.trace[0].groups[0].matched && !d.trace[0].groups[1].matched);
+        // Workers are judged by their root and become targets with it.
+        let worker = holder(4243, 4242, 1000, "alice", &["python3", "-c", "worker"]);
+        let d = evaluate(&headroom(), &state(8787, vec![proxy, worker]), &ctx());
+        assert_eq!(d.rule.as_deref(), Some("stale-headroom-proxy"));
+        assert_eq!(d.targets, vec![0, 1]);
+        assert_eq!(d.trace[0].groups.len(), 1);
+    }
+
+    #[test]
+    fn unreadable_fields_never_match_but_uid_still_does() {
+        let policy = load_source(
+            "[[rule]]\nname = \"mine\"\nmatch.user = 1000\naction = \"reuse\"\n[[rule]]\nname = \"cmd\"\nmatch.cmdline = '.*'\naction = \"refuse\"\n",
+            PolicySource::File("t.toml".into()),
+        )
+        .unwrap();
+        let mut h = holder(1, 0, 1000, "alice", &[]);
+        h.pid = None;
+        h.cmdline = None;
+        h.exe = None;
+        h.orphan = None;
+        h.unknown_reason = Some("cannot inspect".into());
+        let d = evaluate(&policy, &state(8787, vec![h.clone()]), &ctx());
+        assert_eq!(d.rule.as_deref(), Some("mine"));
+        h.uid = 0;
+        let d = evaluate(&policy, &state(8787, vec![h]), &ctx());
+        assert_eq!(d.rule, None, "an unknown cmdline does not match even '.*'");
+        assert_eq!(d.trace[1].groups[0].checks[0].seen, "unknown");
+        assert_eq!(d.planned, Outcome::Refused);
+    }
+
+    #[test]
+    fn terminate_of_a_protected_or_pidless_holder_is_blocked() {
+        let policy = load_source(
+            "[[rule]]\nname = \"all\"\naction = \"terminate\"\n",
+            PolicySource::File("t.toml".into()),
+        )
+        .unwrap();
+        let d = evaluate(
+            &policy,
+            &state(8787, vec![holder(1, 0, 1000, "alice", &["init"])]),
+            &ctx(),
+        );
+        assert!(matches!(d.blocked, Some(Blocked::Protected { pid: 1, .. })));
+        assert_eq!(d.planned, Outcome::Refused);
+        let mut h = holder(7, 1, 1000, "alice", &["x"]);
+        h.pid = None;
+        let d = evaluate(&policy, &state(8787, vec![h]), &ctx());
+        assert!(matches!(d.blocked, Some(Blocked::NoPid { .. })));
+        assert_eq!(d.planned, Outcome::Failed);
+    }
+
+    #[test]
+    fn ports_limit_a_rule() {
+        let policy = load_source(
+            "[[rule]]\nname = \"p\"\nports = [\"9000-9010\"]\naction = \"reuse\"\n",
+            PolicySource::File("t.toml".into()),
+        )
+        .unwrap();
+        let d = evaluate(
+            &policy,
+            &state(9005, vec![holder(5, 1, 1000, "a", &["x"])]),
+            &ctx(),
+        );
+        assert_eq!(d.planned, Outcome::Reuse);
+        let d = evaluate(
+            &policy,
+            &state(8787, vec![holder(5, 1, 1000, "a", &["x"])]),
+            &ctx(),
+        );
+        assert_eq!(d.planned, Outcome::Refused);
+        assert_eq!(d.trace[0].ports.as_ref().map(|c| c.held), Some(false));
+    }
+
+    #[test]
+    fn templates_fill_known_fields_and_keep_unknown_ones() {
+        let h = holder(4242, 1, 1000, "alice", &["python3", "-m", "x"]);
+        assert_eq!(
+            render_template(
+                "{port} {pid} {user} {uid} {exe} {cmdline} {rule} {nope} {",
+                8787,
+                &h,
+                Some("r")
+            ),
+            "8787 4242 alice 1000 /usr/bin/python3.12 python3 -m x r {nope} {"
+        );
+    }
+}

@@ -47,6 +47,12 @@ pub trait Discovery {
         port: u16,
         proto: Protocol,
     ) -> Result<Vec<SocketEntry>, DiscoveryError>;
+
+    /// Whether a server could bind the port now (the second half of "freed
+    /// is verified"). A trait method so fakes can stand in for the kernel.
+    fn bind_probe(&self, port: u16, proto: Protocol) -> bool {
+        crate::actions::bind_probe(port, proto)
+    }
 }
 
 /// What the actions need to know about one process right before signalling it.

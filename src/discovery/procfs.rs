@@ -556,17 +556,9 @@ impl Context {
     fn user(&mut self, uid: u32) -> Option<String> {
         self.users
             .entry(uid)
-            .or_insert_with(|| user_name(uid))
+            .or_insert_with(|| crate::users::name_of(uid))
             .clone()
     }
-}
-
-/// The account name for `uid`, when the system's user database has one.
-fn user_name(uid: u32) -> Option<String> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|user| user.name)
 }
 
 /// What reading one process's fd directory showed.
@@ -1208,7 +1200,7 @@ mod tests {
                 pid: Some(4242),
                 ppid: Some(1),
                 uid: 1000,
-                user: user_name(1000),
+                user: crate::users::name_of(1000),
                 exe: Some("/usr/bin/python3.11".into()),
                 cmdline: Some(parse_cmdline(CMDLINE)),
                 comm: Some("my (weird) proc".into()),
@@ -1274,7 +1266,7 @@ mod tests {
                 pid: None,
                 ppid: None,
                 uid: 0,
-                user: user_name(0),
+                user: crate::users::name_of(0),
                 exe: None,
                 cmdline: None,
                 comm: None,
@@ -1312,7 +1304,10 @@ mod tests {
         let euid = rustix::process::geteuid().as_raw();
         assert_eq!(
             holder.unknown_reason.as_deref(),
-            Some(unknown_owner_reason(true, 65534, user_name(65534).as_deref(), euid).as_str())
+            Some(
+                unknown_owner_reason(true, 65534, crate::users::name_of(65534).as_deref(), euid)
+                    .as_str()
+            )
         );
         if euid != 65534 {
             assert!(holder
@@ -1416,7 +1411,7 @@ mod tests {
     fn assert_is_us(holder: &Holder) {
         assert_eq!(holder.pid, Some(std::process::id()));
         assert_eq!(holder.uid, our_uid());
-        assert_eq!(holder.user, user_name(our_uid()));
+        assert_eq!(holder.user, crate::users::name_of(our_uid()));
         let argv: Vec<String> = std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

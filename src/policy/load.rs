@@ -511,7 +511,16 @@ impl Checker<'_> {
                     regex::Error::CompiledTooBig(limit) => format!(
                         "regex is too large: it compiles to more than the {limit}-byte limit"
                     ),
-                    other => format!("invalid regex: {}", other.to_string().trim()),
+                    // The parser's message repeats the pattern with a caret;
+                    // the diagnostic already shows it, so keep the last line.
+                    other => {
+                        let text = other.to_string();
+                        let last = text.lines().rev().find(|l| !l.trim().is_empty());
+                        format!(
+                            "invalid regex: {}",
+                            last.unwrap_or(&text).trim().trim_start_matches("error: ")
+                        )
+                    }
                 };
                 self.error_help(
                     msg,
@@ -563,5 +572,346 @@ impl Checker<'_> {
             }
             other => one(self, other).map(|u| vec![u]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Policy, Invalid> {
+        match load_source(text, PolicySource::File("p.toml".into())) {
+            Ok(p) => Ok(p),
+            Err(PolicyError::Invalid(inv)) => Err(inv),
+            Err(other) => panic!("unexpected error kind: {other}"),
+        }
+    }
+
+    /// The single error of `text`, rendered, plus its line number.
+    fn one_error(text: &str) -> (String, usize) {
+        let inv = load(text).expect_err("policy should be invalid");
+        let errors: Vec<&Diagnostic> = inv
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        assert_eq!(errors.len(), 1, "{}", inv.render_all());
+        let line = errors[0]
+            .span
+            .as_ref()
+            .map_or(0, |s| line_col(text, s.start).0);
+        (inv.render_all(), line)
+    }
+
+    const RULE: &str = "[[rule]]\nname = \"r\"\n";
+
+    #[test]
+    fn a_full_policy_loads_with_every_setting() {
+        let p = load(
+            r#"
+name = "full"
+description = "d"
+[defaults]
+action = "wait"
+grace = "1s"
+timeout = "5s"
+[[rule]]
+name = "t"
+ports = [8787, "9000-9010"]
+match.cmdline = 'proxy'
+match.exe = '^/usr/bin/python3'
+match.user = ["$self", "root", 1000]
+match.orphan = true
+action = "terminate"
+signal = "INT"
+grace = "250ms"
+escalate = "SIGQUIT"
+timeout = "2s"
+[[rule]]
+name = "w"
+action = "wait"
+then = "terminate"
+grace = "100ms"
+escalate = false
+[[rule]]
+name = "u"
+action = "reuse"
+health = "tcp"
+then = "refuse"
+message = "{port} {pid}"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{}", e.render_all()));
+        assert_eq!(p.name, "full");
+        assert_eq!(p.rules.len(), 3);
+        let t = &p.rules[0];
+        assert_eq!(t.line, 8);
+        assert_eq!(
+            t.ports,
+            Some(vec![PortRange::single(8787), "9000-9010".parse().unwrap()])
+        );
+        assert_eq!(
+            t.criteria.user,
+            Some(vec![
+                UserSpec::Me,
+                UserSpec::Name("root".into()),
+                UserSpec::Uid(1000)
+            ])
+        );
+        assert_eq!(t.criteria.orphan, Some(true));
+        match &t.action {
+            Action::Terminate(term) => {
+                assert_eq!(term.signal.name, "SIGINT");
+                assert_eq!(term.grace, Duration::from_millis(250));
+                assert_eq!(term.escalate.map(|s| s.name), Some("SIGQUIT"));
+                assert_eq!(term.timeout, Duration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &p.rules[1].action {
+            Action::Wait { timeout, then } => {
+                assert_eq!(*timeout, Duration::from_secs(5), "defaults.timeout");
+                match then.as_deref() {
+                    Some(Action::Terminate(t)) => {
+                        assert_eq!(t.grace, Duration::from_millis(100));
+                        assert_eq!(t.escalate, None);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            &p.rules[2].action,
+            Action::Reuse { health: Some(Health::Tcp), then: Some(t), .. } if t.kind() == ActionKind::Refuse
+        ));
+        assert!(matches!(p.defaults.action, Action::Wait { .. }));
+    }
+
+    #[test]
+    fn built_in_defaults_apply() {
+        let p = load(&format!("{RULE}action = \"terminate\"\n")).unwrap();
+        assert_eq!(p.name, "p", "name defaults to the file stem");
+        match &p.rules[0].action {
+            Action::Terminate(t) => {
+                assert_eq!(
+                    *t,
+                    Terminate {
+                        signal: Signal::TERM,
+                        grace: Duration::from_secs(3),
+                        escalate: Some(Signal::KILL),
+                        timeout: Duration::from_secs(10),
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p.defaults.action,
+            Action::Refuse { message: None }
+        ));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_at_its_line() {
+        let (text, line) = one_error(&format!(
+            "{RULE}acton = \"terminate\"\naction = \"refuse\"\n"
+        ));
+        assert_eq!(line, 3);
+        assert!(text.contains("acton"), "{text}");
+        assert!(text.contains("p.toml:3:1"), "{text}");
+        assert!(text.contains("3 | acton = \"terminate\""), "{text}");
+        let (text, _) = one_error(&format!("{RULE}action = \"refuse\"\nmatch.cmd = 'x'\n"));
+        assert!(text.contains("cmd"), "{text}");
+        let (text, _) = one_error("nmae = \"x\"\n");
+        assert!(
+            text.contains("nmae") && text.contains("p.toml:1:1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_setting_of_another_action_is_an_error() {
+        let (text, line) = one_error(&format!("{RULE}action = \"refuse\"\ngrace = \"1s\"\n"));
+        assert_eq!(line, 4);
+        assert!(
+            text.contains("`grace` does not belong to action \"refuse\""),
+            "{text}"
+        );
+        assert!(text.contains("setting of terminate"), "{text}");
+        let (text, _) = one_error(&format!(
+            "{RULE}action = \"terminate\"\nthen = \"refuse\"\n"
+        ));
+        assert!(text.contains("`then` does not belong"), "{text}");
+        let (text, _) = one_error(&format!("{RULE}action = \"wait\"\nmessage = \"m\"\n"));
+        assert!(text.contains("`message` does not belong"), "{text}");
+    }
+
+    #[test]
+    fn then_must_name_another_known_action() {
+        let (text, _) = one_error(&format!("{RULE}action = \"wait\"\nthen = \"wait\"\n"));
+        assert!(text.contains("cannot fall back to itself"), "{text}");
+        let (text, _) = one_error(&format!("{RULE}action = \"wait\"\nthen = \"kill\"\n"));
+        assert!(text.contains("unknown action \"kill\""), "{text}");
+    }
+
+    #[test]
+    fn duplicate_rule_names_are_an_error() {
+        let (text, line) = one_error(&format!(
+            "{RULE}action = \"refuse\"\n{RULE}action = \"refuse\"\n"
+        ));
+        assert_eq!(line, 5);
+        assert!(text.contains("duplicate rule name `r`"), "{text}");
+        assert!(text.contains("line 1"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_with_their_spans() {
+        for (body, needle, line) in [
+            (
+                "match.cmdline = '(unclosed'\naction = \"refuse\"",
+                "invalid regex",
+                3,
+            ),
+            ("match.exe = '['\naction = \"refuse\"", "invalid regex", 3),
+            (
+                "action = \"terminate\"\ngrace = \"soon\"",
+                "invalid duration \"soon\"",
+                4,
+            ),
+            (
+                "action = \"terminate\"\nsignal = \"SIGSTOP\"",
+                "unknown signal \"SIGSTOP\"",
+                4,
+            ),
+            (
+                "action = \"terminate\"\nescalate = 9",
+                "`escalate` must be",
+                4,
+            ),
+            ("ports = [0]\naction = \"refuse\"", "invalid port '0'", 3),
+            (
+                "ports = [\"9-3\"]\naction = \"refuse\"",
+                "invalid port range '9-3'",
+                3,
+            ),
+            (
+                "ports = [70000]\naction = \"refuse\"",
+                "invalid port '70000'",
+                3,
+            ),
+            (
+                "ports = [true]\naction = \"refuse\"",
+                "a port is a number",
+                3,
+            ),
+            ("ports = []\naction = \"refuse\"", "empty `ports`", 3),
+            (
+                "match.user = \"$other\"\naction = \"refuse\"",
+                "unknown user variable",
+                3,
+            ),
+            (
+                "match.user = []\naction = \"refuse\"",
+                "empty `user` list",
+                3,
+            ),
+            (
+                "match.user = -1\naction = \"refuse\"",
+                "uid -1 is out of range",
+                3,
+            ),
+            ("action = \"explode\"", "unknown action \"explode\"", 3),
+            (
+                "action = \"reuse\"\nhealth = \"udp\"",
+                "unsupported health check",
+                4,
+            ),
+            (
+                "action = \"terminate\"\ngrace = \"10s\"",
+                "is not shorter than timeout",
+                4,
+            ),
+        ] {
+            let (text, got_line) = one_error(&format!("{RULE}{body}\n"));
+            assert!(text.contains(needle), "{body}: {text}");
+            assert_eq!(got_line, line, "{body}: {text}");
+        }
+    }
+
+    #[test]
+    fn regexes_over_the_size_limit_are_a_clear_error() {
+        let huge = format!(
+            "match.cmdline = '{}'\naction = \"refuse\"",
+            "(a{1000}){1000}"
+        );
+        let (text, _) = one_error(&format!("{RULE}{huge}\n"));
+        assert!(text.contains("regex is too large"), "{text}");
+    }
+
+    #[test]
+    fn terminate_cannot_be_the_default() {
+        let (text, line) = one_error("[defaults]\naction = \"terminate\"\n");
+        assert_eq!(line, 2);
+        assert!(
+            text.contains("never signals a process that no rule matched"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_only_the_first() {
+        let inv = load(&format!(
+            "{RULE}action = \"refuse\"\ngrace = \"1s\"\n[[rule]]\nname = \"s\"\nmatch.cmdline = '('\naction = \"nope\"\n"
+        ))
+        .expect_err("invalid");
+        let errors = inv
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        assert_eq!(errors, 3, "{}", inv.render_all());
+        assert!(inv.render_all().ends_with("policy p.toml has 3 errors"));
+    }
+
+    #[test]
+    fn toml_syntax_errors_have_a_location() {
+        let inv = load("name = \"x\"\n[[rule]\n").expect_err("invalid");
+        let text = inv.render_all();
+        assert!(text.contains("p.toml:2:"), "{text}");
+    }
+
+    #[test]
+    fn unknown_placeholders_are_warnings() {
+        let p = load(&format!(
+            "{RULE}action = \"refuse\"\nmessage = \"{{port}} {{holder}}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings[0].message.contains("{holder}"));
+    }
+
+    #[test]
+    fn tests_tables_are_accepted_and_checked_strictly() {
+        let ok = load(&format!(
+            "{RULE}action = \"refuse\"\n[[test]]\nname = \"t\"\nport = 8787\nself = \"alice\"\nexpect = {{ rule = \"r\", action = \"refuse\" }}\n[[test.owners]]\npid = 4\nppid = 1\nuser = \"alice\"\nuid = 1000\nexe = \"/usr/bin/python3\"\ncmdline = [\"python3\"]\n"
+        ));
+        assert!(ok.is_ok(), "{}", ok.unwrap_err().render_all());
+        let (text, _) = one_error(&format!(
+            "{RULE}action = \"refuse\"\n[[test]]\nname = \"t\"\nport = 8787\nexpect = {{ rule = \"r\" }}\nowners = [{{ pid = 4, colour = \"red\" }}]\n"
+        ));
+        assert!(text.contains("colour"), "{text}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, b"name = \"\xff\"\n").unwrap();
+        let err = load_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("not valid UTF-8") && err.contains("bad.toml:1:9"),
+            "{err}"
+        );
     }
 }
