@@ -1,0 +1,18 @@
+//! End-to-end scenarios for the `portguard` binary.
+//!
+//! Every test starts real processes that hold real ports on loopback
+//! (`support::Holder`), runs the real binary hermetically
+//! (`support::Sandbox`), and checks both the exit code and what actually
+//! happened to the processes and the port. See `support` for the guarantees
+//! that keep the suite race-free and safe to run in parallel.
+
+mod support;
+
+mod fixtures;
+mod headroom;
+mod output;
+mod policies;
+mod policy_files;
+mod run;
+mod usage;
+mod who;

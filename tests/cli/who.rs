@@ -1,0 +1,111 @@
+//! `portguard who`: discovery only. It reports every holder with the facts a
+//! person needs, exits 0 whether the port is held or free, and never touches
+//! anything — not even a process the built-in policy would terminate.
+
+use crate::support::{holder_pids, proc_cmdline, python, reserved_free_port, Holder, Sandbox};
+
+#[test]
+fn who_reports_a_stale_proxy_and_leaves_it_running() {
+    let proxy = Holder::headroom_console_script().spawn();
+    let run = Sandbox::new().run(["who", &proxy.port().to_string(), "--format", "json"]);
+    run.assert_exit(0);
+    let entry = run.port(proxy.port());
+    assert_eq!(entry["outcome"], "held", "{}", run.describe());
+    assert_eq!(entry["protocol"], "tcp", "{}", run.describe());
+    let holders = entry["holders"].as_array().expect("holders array");
+    assert_eq!(holders.len(), 1, "{}", run.describe());
+    let h = &holders[0];
+    assert_eq!(h["pid"], proxy.pid(), "{}", run.describe());
+    assert_eq!(
+        h["ppid"],
+        std::process::id(),
+        "the test started it\n{}",
+        run.describe()
+    );
+    assert_eq!(h["addr"], proxy.addr(), "{}", run.describe());
+    let cmdline: Vec<String> = serde_json::from_value(h["cmdline"].clone()).expect("cmdline array");
+    assert_eq!(cmdline, proc_cmdline(proxy.pid()), "{}", run.describe());
+    let real = std::fs::canonicalize(&python().exe).unwrap();
+    assert_eq!(h["exe"], real.to_str().unwrap(), "{}", run.describe());
+
+    assert!(proxy.is_alive(), "`who` must change nothing");
+    assert!(!proxy.port_is_bindable());
+}
+
+#[test]
+fn who_reports_a_free_port_with_exit_0() {
+    let reserved = reserved_free_port();
+    let run = Sandbox::new().run(["who", &reserved.port().to_string(), "--format", "json"]);
+    run.assert_exit(0);
+    let entry = run.port(reserved.port());
+    assert_eq!(entry["outcome"], "free", "{}", run.describe());
+    assert_eq!(holder_pids(&entry), Vec::<u32>::new(), "{}", run.describe());
+}
+
+#[test]
+fn who_lists_every_worker_sharing_the_socket() {
+    let server = Holder::tcp("127.0.0.1").workers(2).spawn();
+    let run = Sandbox::new().run(["who", &server.port().to_string(), "--format", "json"]);
+    run.assert_exit(0);
+    let mut all = server.all_pids();
+    all.sort_unstable();
+    assert_eq!(
+        holder_pids(&run.port(server.port())),
+        all,
+        "{}",
+        run.describe()
+    );
+    assert!(server.all_alive());
+}
+
+#[test]
+fn who_covers_held_and_free_ports_in_one_call() {
+    let held = Holder::http_server();
+    let free = reserved_free_port();
+    let run = Sandbox::new().run([
+        "who",
+        &held.port().to_string(),
+        &free.port().to_string(),
+        "--format",
+        "json",
+    ]);
+    run.assert_exit(0);
+    let doc = run.json();
+    let outcomes: Vec<(u64, &str)> = doc["ports"]
+        .as_array()
+        .expect("ports array")
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_u64().unwrap_or(0),
+                p["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let mut expected = [
+        (u64::from(held.port()), "held"),
+        (u64::from(free.port()), "free"),
+    ];
+    expected.sort_unstable(); // one entry per port, ascending
+    assert_eq!(outcomes, expected, "{}", run.describe());
+    assert!(held.is_alive());
+}
+
+#[test]
+fn who_human_output_names_pid_and_address() {
+    let server = Holder::http_server();
+    let run = Sandbox::new().run(["who", &server.port().to_string()]);
+    run.assert_exit(0);
+    let text = run.combined();
+    assert!(
+        text.contains(&server.pid().to_string()),
+        "no pid\n{}",
+        run.describe()
+    );
+    assert!(
+        text.contains(&server.addr()),
+        "no address\n{}",
+        run.describe()
+    );
+    assert!(server.is_alive());
+}
