@@ -3,12 +3,12 @@
 //! arguments and calls these.
 
 use crate::actions::{Actor, PidfdSignaller};
-use crate::discovery::procfs::{self_and_ancestors, ProcfsDiscovery, ProcfsTable};
-use crate::discovery::Discovery;
+use crate::discovery::procfs::{self_and_ancestors, ProcfsTable};
+use crate::discovery::{backend, Backend};
 use crate::evaluate::Context;
 use crate::exit::Exit;
 use crate::model::{PortState, Protocol};
-use crate::policy::{locate, LookupEnv, Policy, PolicyError, PolicySource};
+use crate::policy::{locate, LookupEnv, Policy, PolicySource};
 use crate::ports::{expand, PortRange};
 use crate::render::{self, PolicyInfo};
 use crate::resolver::{resolve_port, PortReport};
@@ -90,11 +90,11 @@ pub fn resolve(opts: &ResolveOptions, io: &mut Io<'_>) -> Exit {
             info.name, info.source, info.chosen_by
         );
     }
-    let discovery = ProcfsDiscovery::default();
+    let discovery = backend(Backend::default());
     let table = ProcfsTable::default();
     let ctx = Context::for_this_process(&self_and_ancestors());
     let actor = Actor {
-        discovery: &discovery,
+        discovery: discovery.as_ref(),
         table: &table,
         signaller: &PidfdSignaller,
         ctx: &ctx,
@@ -137,7 +137,7 @@ pub fn resolve(opts: &ResolveOptions, io: &mut Io<'_>) -> Exit {
 
 /// `portguard who`: discovery only; exits 0 whether held or free.
 pub fn who(ports: &[PortRange], udp: bool, format: Format, io: &mut Io<'_>) -> Exit {
-    let discovery = ProcfsDiscovery::default();
+    let discovery = backend(Backend::default());
     let proto = protocol(udp);
     let mut states: Vec<PortState> = Vec::new();
     for port in expand(ports) {
@@ -156,39 +156,107 @@ pub fn who(ports: &[PortRange], udp: bool, format: Format, io: &mut Io<'_>) -> E
     Exit::Free
 }
 
-/// `portguard check`: loads each policy and reports its problems; exit 0
-/// when every file is valid, 2 otherwise.
-pub fn check(files: &[PathBuf], io: &mut Io<'_>) -> Exit {
+/// Loads one policy file for `check`/`test`, writing its errors to stderr.
+fn load_file(file: &std::path::Path, io: &mut Io<'_>) -> Option<Policy> {
+    match PolicySource::File(file.to_path_buf()).load() {
+        Ok(policy) => Some(policy),
+        Err(e) => {
+            let _ = writeln!(io.err, "{e}");
+            None
+        }
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `portguard check`: every problem of every file (errors and warnings,
+/// with file:line:column); exit 0 when every file is valid, 2 otherwise.
+/// With `deny_warnings`, a warning makes its file invalid too.
+pub fn check(files: &[PathBuf], deny_warnings: bool, io: &mut Io<'_>) -> Exit {
     let mut exit = Exit::Free;
     for file in files {
-        match PolicySource::File(file.clone()).load() {
-            Ok(policy) => {
-                for w in &policy.warnings {
-                    let _ = write!(
-                        io.err,
-                        "{}",
-                        crate::diagnostic::render(w, &policy.source.display_name(), &policy.text)
-                    );
-                }
-                let _ = writeln!(
-                    io.out,
-                    "{}: ok ({} rule{}, {} warning{})",
-                    file.display(),
-                    policy.rules.len(),
-                    if policy.rules.len() == 1 { "" } else { "s" },
-                    policy.warnings.len(),
-                    if policy.warnings.len() == 1 { "" } else { "s" }
-                );
-            }
-            Err(
-                e @ (PolicyError::Read { .. }
-                | PolicyError::UnknownBuiltin(_)
-                | PolicyError::Invalid(_)),
-            ) => {
-                let _ = writeln!(io.err, "{e}");
-                exit = Exit::Usage;
-            }
+        let Some(policy) = load_file(file, io) else {
+            exit = Exit::Usage;
+            continue;
+        };
+        for w in &policy.warnings {
+            let _ = write!(
+                io.err,
+                "{}",
+                crate::diagnostic::render(w, &policy.source.display_name(), &policy.text)
+            );
+        }
+        let warned = !policy.warnings.is_empty();
+        if deny_warnings && warned {
+            exit = Exit::Usage;
+            let _ = writeln!(
+                io.err,
+                "policy {} has {} (denied by --deny-warnings)",
+                file.display(),
+                plural(policy.warnings.len(), "warning")
+            );
+        } else {
+            let _ = writeln!(
+                io.out,
+                "{}: ok ({}, {}, {})",
+                file.display(),
+                plural(policy.rules.len(), "rule"),
+                plural(policy.tests.len(), "test"),
+                plural(policy.warnings.len(), "warning")
+            );
         }
     }
     exit
+}
+
+/// `portguard test`: runs every `[[test]]` case of every file; prints `ok`
+/// or `FAIL` with the reason per case, then `N passed, M failed`. Exit 1
+/// when a case failed, 2 when a file is invalid.
+pub fn test(files: &[PathBuf], io: &mut Io<'_>) -> Exit {
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut exit = Exit::Free;
+    for file in files {
+        let Some(policy) = load_file(file, io) else {
+            exit = Exit::Usage;
+            continue;
+        };
+        let _ = writeln!(io.out, "{}", file.display());
+        if policy.tests.is_empty() {
+            let _ = writeln!(io.out, "  (no test cases)");
+        }
+        for r in crate::policytest::run_all(&policy) {
+            let got = format!(
+                "rule {}, action {}, outcome {}",
+                r.rule.as_deref().unwrap_or("default"),
+                r.action.map_or("none".to_string(), |a| a.to_string()),
+                r.outcome
+            );
+            if r.passed() {
+                passed += 1;
+                let _ = writeln!(io.out, "  ok    {} ({got})", r.name);
+            } else {
+                failed += 1;
+                let _ = writeln!(
+                    io.out,
+                    "  FAIL  {} (line {}): {}; decided {got}",
+                    r.name,
+                    r.line,
+                    r.failures.join("; ")
+                );
+            }
+        }
+    }
+    let _ = writeln!(io.out, "{passed} passed, {failed} failed");
+    if failed > 0 {
+        exit = exit.worst(Exit::TestFailed);
+    }
+    exit
+}
+
+/// `portguard schema`: the policy JSON Schema.
+pub fn schema(io: &mut Io<'_>) -> Exit {
+    let _ = write!(io.out, "{}", crate::policy::schema_json());
+    Exit::Free
 }

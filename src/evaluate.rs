@@ -109,45 +109,7 @@ pub struct RuleTrace {
     pub reached: bool,
 }
 
-/// Outcome of a port, planned or done (SPEC JSON `outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// Nothing held the port.
-    Free,
-    /// The action freed it.
-    Freed,
-    /// Held by an owner the policy accepts.
-    Reuse,
-    /// The policy forbids touching the owner.
-    Refused,
-    /// The action could not free the port.
-    Failed,
-}
-
-impl Outcome {
-    /// The exit code of SPEC for this outcome.
-    pub fn exit_code(self) -> crate::exit::Exit {
-        use crate::exit::Exit;
-        match self {
-            Outcome::Free | Outcome::Freed => Exit::Free,
-            Outcome::Reuse => Exit::Reuse,
-            Outcome::Refused => Exit::Refused,
-            Outcome::Failed => Exit::Failed,
-        }
-    }
-
-    /// Lower-case name, as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Free => "free",
-            Outcome::Freed => "freed",
-            Outcome::Reuse => "reuse",
-            Outcome::Refused => "refused",
-            Outcome::Failed => "failed",
-        }
-    }
-}
+pub use crate::model::Outcome;
 
 /// Why a decided action cannot be carried out as planned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,6 +14,7 @@ pub mod evaluate;
 pub mod exit;
 pub mod model;
 pub mod policy;
+pub mod policytest;
 pub mod ports;
 pub mod render;
 pub mod resolver;

@@ -1,7 +1,7 @@
 //! The `portguard` binary: parse arguments, call the library, exit with the
 //! documented code. Nothing else lives here.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use portguard::commands::{self, Format, Io, ResolveOptions};
 use portguard::exit::{Exit, EXIT_CODES_HELP};
 use portguard::ports::PortRange;
@@ -75,7 +75,26 @@ enum Command {
         /// Policy files.
         #[arg(required = true, value_name = "POLICY")]
         files: Vec<PathBuf>,
+        /// Treat warnings as errors (exit 2).
+        #[arg(long)]
+        deny_warnings: bool,
     },
+    /// Run the policies' [[test]] cases; exit 1 when one fails.
+    Test {
+        /// Policy files.
+        #[arg(required = true, value_name = "POLICY")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the policy format.
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command line's definition.
+    #[command(hide = true)]
+    Man,
 }
 
 fn main() -> Exit {
@@ -121,6 +140,22 @@ fn main() -> Exit {
             &mut io,
         ),
         Command::Who { ports, udp, format } => commands::who(&ports, udp, format.into(), &mut io),
-        Command::Check { files } => commands::check(&files, &mut io),
+        Command::Check {
+            files,
+            deny_warnings,
+        } => commands::check(&files, deny_warnings, &mut io),
+        Command::Test { files } => commands::test(&files, &mut io),
+        Command::Schema => commands::schema(&mut io),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "portguard", io.out);
+            Exit::Free
+        }
+        Command::Man => match clap_mangen::Man::new(Cli::command()).render(io.out) {
+            Ok(()) => Exit::Free,
+            Err(e) => {
+                let _ = writeln!(io.err, "portguard: cannot write the man page: {e}");
+                Exit::Internal
+            }
+        },
     }
 }

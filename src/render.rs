@@ -355,3 +355,93 @@ pub fn result_text(r: &PortReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::evaluate;
+    use crate::policy::{load_source, PolicySource};
+    use crate::policytest::{case_context, case_state};
+    use crate::resolver::PortReport;
+
+    /// A dry-run report for test case `case` of `policy`, exactly as
+    /// `--explain` builds it, but from owners given as data.
+    fn explain(policy_text: &str, case: usize) -> String {
+        let policy = load_source(policy_text, PolicySource::File("p.toml".into())).unwrap();
+        let case = &policy.tests[case];
+        let state = case_state(case);
+        let decision = evaluate(&policy, &state, &case_context(case));
+        let report = PortReport {
+            port: state.port,
+            protocol: state.protocol,
+            outcome: decision.planned,
+            dry_run: true,
+            message: "(plan message)".into(),
+            rounds: vec![(state, decision)],
+            steps: Vec::new(),
+        };
+        let info = PolicyInfo::new(&policy, "--policy");
+        trace_text(&report, &info)
+    }
+
+    const POLICY: &str = r#"name = "demo"
+[[rule]]
+name = "stale-proxy"
+match.cmdline = '-m headroom\.cli proxy'
+match.user = "$self"
+match.orphan = true
+action = "wait"
+timeout = "2s"
+then = "terminate"
+grace = "500ms"
+[[rule]]
+name = "mine"
+match.user = "$self"
+action = "reuse"
+health = "tcp"
+[[rule]]
+name = "rest"
+action = "refuse"
+
+[[test]]
+name = "proxy with a worker"
+port = 8787
+self = "alice"
+expect = { rule = "stale-proxy" }
+owners = [
+  { pid = 4242, ppid = 1, user = "alice", uid = 1000, exe = "/usr/bin/python3.12", cmdline = ["python3", "-m", "headroom.cli", "proxy", "--port", "8787"] },
+  { pid = 4243, ppid = 4242, user = "alice", uid = 1000, exe = "/usr/bin/python3.12", cmdline = ["python3", "-c", "worker"] },
+]
+
+[[test]]
+name = "an unseen owner and a foreign process"
+port = 8787
+self = "alice"
+expect = { rule = "rest" }
+owners = [
+  { pid = 900, ppid = 800, user = "alice", uid = 1000, exe = "/usr/sbin/nginx", cmdline = ["nginx: worker process"], addr = "[::1]:8787" },
+  { uid = 0, user = "root" },
+]
+"#;
+
+    #[test]
+    fn explain_trace_of_a_matched_process_tree() {
+        insta::assert_snapshot!(explain(POLICY, 0));
+    }
+
+    #[test]
+    fn explain_trace_when_rules_fail_and_a_pid_is_unknown() {
+        insta::assert_snapshot!(explain(POLICY, 1));
+    }
+
+    #[test]
+    fn plans_spell_out_settings_and_fallbacks() {
+        let policy = load_source(POLICY, PolicySource::File("p.toml".into())).unwrap();
+        let plans: Vec<String> = policy
+            .rules
+            .iter()
+            .map(|r| format!("{}: {}", r.name, r.action))
+            .collect();
+        insta::assert_snapshot!(plans.join("\n"));
+    }
+}

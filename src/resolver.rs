@@ -168,36 +168,11 @@ fn plan_message(
             ),
         };
     }
-    let holders = holders_summary(state);
     match action {
-        Action::Terminate(t) => {
-            let escalation = match t.escalate {
-                Some(sig) => format!(", {sig} after {}", humantime::format_duration(t.grace)),
-                None => ", never escalating".to_string(),
-            };
-            format!(
-                "would terminate {holders} ({}{escalation}, give up after {}) by {by}",
-                t.signal,
-                humantime::format_duration(t.timeout)
-            )
-        }
-        Action::Wait { timeout, then } => format!(
-            "would wait up to {} for {holders} to release the port, then {} ({by})",
-            humantime::format_duration(*timeout),
-            then.as_ref()
-                .map_or("fail".to_string(), |a| a.kind().to_string())
-        ),
         Action::Refuse { message } => format!(
             "would refuse: {}",
             refuse_message(message.as_deref(), state, decision.rule.as_deref())
         ),
-        Action::Reuse { health, .. } => format!(
-            "would reuse {holders}{} ({by})",
-            if health.is_some() {
-                " after a health check"
-            } else {
-                ""
-            }
-        ),
+        _ => format!("would {action}: {} ({by})", holders_summary(state)),
     }
 }

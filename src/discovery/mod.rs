@@ -249,3 +249,20 @@ mod tests {
         assert!(group_holders(&[]).is_empty());
     }
 }
+
+/// Discovery backends selectable by name (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The native Linux backend (the default).
+    #[default]
+    Native,
+}
+
+/// The discovery backend `commands` use. Everything that picks a backend
+/// goes through here, so adding one touches neither the evaluator nor the
+/// commands.
+pub fn backend(which: Backend) -> Box<dyn Discovery> {
+    match which {
+        Backend::Native => Box::new(procfs::ProcfsDiscovery::default()),
+    }
+}

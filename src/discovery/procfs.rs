@@ -1529,17 +1529,27 @@ mod tests {
         let state = discovery
             .discover(client_addr.port(), Protocol::Tcp)
             .unwrap();
+        // Other connections on a busy machine may share the ephemeral port
+        // number (with other peers), so look for ours among the others.
         assert!(state.is_free());
         assert!(state.holders.is_empty());
-        assert_eq!(state.others.len(), 1);
-        assert_eq!(state.others[0].local, client_addr);
-        assert_eq!(state.others[0].remote, server);
-        assert_eq!(state.others[0].state_name(), "ESTABLISHED");
+        let ours: Vec<_> = state.others.iter().filter(|o| o.remote == server).collect();
+        assert_eq!(ours.len(), 1, "{:?}", state.others);
+        assert_eq!(ours[0].local, client_addr);
+        assert_eq!(ours[0].state_name(), "ESTABLISHED");
 
         let state = discovery.discover(server.port(), Protocol::Tcp).unwrap();
         assert_eq!(state.sockets.len(), 1);
-        assert_eq!(state.others.len(), 1);
-        assert_eq!(state.others[0].remote, client_addr);
+        assert_eq!(
+            state
+                .others
+                .iter()
+                .filter(|o| o.remote == client_addr)
+                .count(),
+            1,
+            "{:?}",
+            state.others
+        );
         assert_eq!(state.holders.len(), 1);
         assert_eq!(state.holders[0].inodes, vec![state.sockets[0].inode]);
         drop(accepted);

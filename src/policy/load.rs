@@ -1,12 +1,13 @@
 //! Reading and checking a policy: TOML → [`raw`] → [`Policy`], collecting
 //! every problem with its span instead of stopping at the first.
 
-use super::raw::{RawDefaults, RawMatch, RawPolicy, RawRule};
+use super::raw::{RawDefaults, RawMatch, RawPolicy, RawRule, RawTest};
 use super::{
-    Action, ActionKind, Criteria, Defaults, Health, Invalid, Policy, PolicyError, PolicySource,
-    Rule, Signal, Terminate, UserSpec, PLACEHOLDERS,
+    Action, ActionKind, Criteria, Defaults, Expect, Health, Invalid, Policy, PolicyError,
+    PolicySource, Rule, Signal, Terminate, TestCase, UserSpec, PLACEHOLDERS,
 };
 use crate::diagnostic::{line_col, Diagnostic, Severity};
+use crate::model::{Holder, Outcome, Protocol};
 use crate::ports::{port_from_int, PortRange};
 use regex::{Regex, RegexBuilder};
 use std::collections::HashMap;
@@ -117,6 +118,14 @@ impl Checker<'_> {
 
     fn policy(&mut self, raw: RawPolicy, source: &PolicySource) -> Option<Policy> {
         let defaults = self.defaults(raw.defaults.as_ref());
+        // Rules are still checked against the built-in defaults when
+        // `[defaults]` is broken, so every problem in the file is reported.
+        let fallback = Defaults {
+            action: Action::Refuse { message: None },
+            grace: DEFAULT_GRACE,
+            timeout: DEFAULT_TIMEOUT,
+        };
+        let rule_defaults = defaults.as_ref().unwrap_or(&fallback);
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut rules = Vec::new();
         for spanned in &raw.rule {
@@ -133,11 +142,11 @@ impl Checker<'_> {
                 seen.insert(r.name.get_ref().clone(), line);
             }
             let errors_before = self.error_count();
-            match self.rule(r, line, defaults.as_ref()) {
+            match self.rule(r, line, rule_defaults) {
                 Some(rule) => rules.push(rule),
                 // A rule may only be dropped with an error saying why: a
                 // silently missing rule would change what the policy does.
-                None if self.error_count() == errors_before && defaults.is_some() => {
+                None if self.error_count() == errors_before => {
                     self.error(
                         format!("rule `{}` could not be checked", r.name.get_ref()),
                         r.name.span(),
@@ -146,15 +155,17 @@ impl Checker<'_> {
                 None => {}
             }
         }
-        for t in &raw.test {
-            let port = t.get_ref().port.clone();
-            if port_from_int(*port.get_ref()).is_err() {
-                self.error(
-                    format!("test port {} is not 1-65535", port.get_ref()),
-                    port.span(),
-                );
-            }
-        }
+        self.lint(&rules);
+        let rule_names: Vec<&str> = raw
+            .rule
+            .iter()
+            .map(|r| r.get_ref().name.get_ref().as_str())
+            .collect();
+        let tests: Vec<TestCase> = raw
+            .test
+            .iter()
+            .filter_map(|t| self.test_case(t, &rule_names))
+            .collect();
         let defaults = defaults?;
         let name = raw
             .name
@@ -166,6 +177,7 @@ impl Checker<'_> {
             source: source.clone(),
             defaults,
             rules,
+            tests,
             warnings: Vec::new(),
             text: self.text.to_string(),
         })
@@ -241,7 +253,7 @@ impl Checker<'_> {
         })
     }
 
-    fn rule(&mut self, r: &RawRule, line: usize, defaults: Option<&Defaults>) -> Option<Rule> {
+    fn rule(&mut self, r: &RawRule, line: usize, defaults: &Defaults) -> Option<Rule> {
         let ports = match &r.ports {
             None => Some(None),
             Some(p) => self.ports(p),
@@ -298,7 +310,6 @@ impl Checker<'_> {
                 settings_ok = false;
             }
         }
-        let defaults = defaults?;
         let fallback = match &then {
             Some((t, _)) => Some(Box::new(self.action(*t, r, defaults, None)?)),
             None => None,
@@ -314,6 +325,186 @@ impl Checker<'_> {
             criteria: criteria?,
             action,
             line,
+            name_span: r.name.span(),
+        })
+    }
+
+    /// Warnings: the policy works, but probably not as its author meant.
+    fn lint(&mut self, rules: &[Rule]) {
+        let mut catch_all: Option<&Rule> = None;
+        for rule in rules {
+            if let Some(first) = catch_all {
+                self.diags.push(
+                    Diagnostic::warning(
+                        format!(
+                            "rule `{}` can never apply: rule `{}` (line {}) before it applies to every owner on every port",
+                            rule.name, first.name, first.line
+                        ),
+                        Some(rule.name_span.clone()),
+                    )
+                    .with_help("move this rule above the catch-all rule, or give that rule criteria"),
+                );
+            } else if rule.criteria.is_empty() && rule.ports.is_none() {
+                catch_all = Some(rule);
+            }
+            if rule.action.may_signal() && rule.criteria.user.is_none() {
+                self.diags.push(
+                    Diagnostic::warning(
+                        format!(
+                            "rule `{}` terminates without a `match.user` criterion: run as root, it would signal any user's processes",
+                            rule.name
+                        ),
+                        Some(rule.name_span.clone()),
+                    )
+                    .with_help("add `match.user = \"$self\"` to terminate only your own processes"),
+                );
+            }
+        }
+    }
+
+    fn test_case(&mut self, t: &Spanned<RawTest>, rule_names: &[&str]) -> Option<TestCase> {
+        let span = t.span();
+        let line = line_col(self.text, span.start).0;
+        let t = t.get_ref();
+        let errors_before = self.error_count();
+        let port = match port_from_int(*t.port.get_ref()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(e.to_string(), t.port.span());
+                0
+            }
+        };
+        let protocol = match t
+            .protocol
+            .as_ref()
+            .map(|p| (p.get_ref().as_str(), p.span()))
+        {
+            None | Some(("tcp", _)) => Protocol::Tcp,
+            Some(("udp", _)) => Protocol::Udp,
+            Some((other, span)) => {
+                self.error(format!("unknown protocol \"{other}\" (tcp or udp)"), span);
+                Protocol::Tcp
+            }
+        };
+        let (mut self_uid, self_name) = match t.self_user.as_ref().map(|v| (v.get_ref(), v.span()))
+        {
+            None => (None, None),
+            Some((toml::Value::String(name), _)) => (None, Some(name.clone())),
+            Some((toml::Value::Integer(n), span)) => match u32::try_from(*n) {
+                Ok(uid) => (Some(uid), None),
+                Err(_) => {
+                    self.error(format!("uid {n} is out of range"), span);
+                    (None, None)
+                }
+            },
+            Some((_, span)) => {
+                self.error("`self` is a user name or a uid", span);
+                (None, None)
+            }
+        };
+        let e = &t.expect;
+        if let Some(rule) = &e.rule {
+            if rule != "default" && !rule_names.contains(&rule.as_str()) {
+                self.error_help(
+                    format!(
+                        "test \"{}\" expects rule `{rule}`, which the policy does not have",
+                        t.name
+                    ),
+                    span.clone(),
+                    &format!(
+                        "rules: {}; \"default\" means no rule applies",
+                        rule_names.join(", ")
+                    ),
+                );
+            }
+        }
+        let action = e.action.as_ref().and_then(|a| {
+            let kind = ActionKind::parse(a);
+            if kind.is_none() {
+                self.error(
+                    format!("test \"{}\" expects unknown action \"{a}\"", t.name),
+                    span.clone(),
+                );
+            }
+            kind
+        });
+        let outcome = e.outcome.as_ref().and_then(|o| {
+            let parsed = Outcome::parse(o);
+            if parsed.is_none() {
+                self.error_help(
+                    format!("test \"{}\" expects unknown outcome \"{o}\"", t.name),
+                    span.clone(),
+                    "outcomes are free, freed, reuse, refused and failed",
+                );
+            }
+            parsed
+        });
+        if e.rule.is_none() && e.action.is_none() && e.outcome.is_none() {
+            self.error(
+                format!("test \"{}\" expects nothing: give `expect.rule`, `expect.action` or `expect.outcome`", t.name),
+                span.clone(),
+            );
+        }
+        let mut owners = Vec::new();
+        for (i, o) in t.owners.iter().enumerate() {
+            let Some(uid) = o.uid else {
+                self.error(
+                    format!("owner {} of test \"{}\" has no `uid`", i + 1, t.name),
+                    span.clone(),
+                );
+                continue;
+            };
+            if self_uid.is_none() && self_name.is_some() && o.user == self_name {
+                self_uid = Some(uid);
+            }
+            let addr = match &o.addr {
+                Some(a) => match a.parse() {
+                    Ok(addr) => addr,
+                    Err(_) => {
+                        self.error(
+                            format!("owner address \"{a}\" is not ip:port"),
+                            span.clone(),
+                        );
+                        continue;
+                    }
+                },
+                None => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            };
+            owners.push(Holder {
+                pid: o.pid,
+                ppid: o.ppid,
+                uid,
+                user: o.user.clone(),
+                exe: o.exe.clone(),
+                cmdline: o.cmdline.clone(),
+                comm: None,
+                start_ticks: o.pid.map(u64::from),
+                age_ms: None,
+                orphan: o.orphan.or(o.ppid.map(|p| p <= 1)),
+                addrs: vec![addr],
+                inodes: vec![1],
+                unknown_reason: o
+                    .pid
+                    .is_none()
+                    .then(|| "test owner without a pid".to_string()),
+            });
+        }
+        if self.error_count() > errors_before {
+            return None;
+        }
+        Some(TestCase {
+            name: t.name.clone(),
+            line,
+            port,
+            protocol,
+            self_uid,
+            self_name,
+            expect: Expect {
+                rule: e.rule.clone(),
+                action,
+                outcome,
+            },
+            owners,
         })
     }
 
@@ -505,7 +696,18 @@ impl Checker<'_> {
 
     fn regex(&mut self, r: &Spanned<String>) -> Option<Regex> {
         match RegexBuilder::new(r.get_ref()).build() {
-            Ok(re) => Some(re),
+            Ok(re) => {
+                if re.is_match("") {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            "this regex matches the empty string, so it matches every value",
+                            Some(r.span()),
+                        )
+                        .with_help("anchor it or make it specific, e.g. '^\\S*python[0-9.]* -m myapp'; remove the criterion to match anything on purpose"),
+                    );
+                }
+                Some(re)
+            }
             Err(e) => {
                 let msg = match &e {
                     regex::Error::CompiledTooBig(limit) => format!(
@@ -913,5 +1115,51 @@ message = "{port} {pid}"
             err.contains("not valid UTF-8") && err.contains("bad.toml:1:9"),
             "{err}"
         );
+    }
+
+    fn warnings(text: &str) -> Vec<String> {
+        load(text)
+            .unwrap_or_else(|e| panic!("{}", e.render_all()))
+            .warnings
+            .iter()
+            .map(|w| w.message.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_rule_after_a_catch_all_is_a_warning() {
+        let w = warnings("[[rule]]\nname = \"all\"\naction = \"refuse\"\n[[rule]]\nname = \"late\"\nmatch.user = 0\naction = \"reuse\"\n");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("rule `late` can never apply: rule `all` (line 1)"),
+            "{w:?}"
+        );
+        // A rule limited to some ports is not a catch-all.
+        let w = warnings("[[rule]]\nname = \"p\"\nports = [1]\naction = \"refuse\"\n[[rule]]\nname = \"late\"\naction = \"reuse\"\n");
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn a_regex_matching_the_empty_string_is_a_warning() {
+        let w = warnings(
+            "[[rule]]\nname = \"r\"\nmatch.cmdline = 'x*'\nmatch.user = 0\naction = \"reuse\"\n",
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("matches the empty string"), "{w:?}");
+        assert!(
+            warnings("[[rule]]\nname = \"r\"\nmatch.exe = 'x+'\naction = \"reuse\"\n").is_empty()
+        );
+    }
+
+    #[test]
+    fn terminate_without_a_user_criterion_is_a_warning() {
+        let w = warnings("[[rule]]\nname = \"r\"\nmatch.cmdline = 'x'\naction = \"terminate\"\n");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("without a `match.user`"), "{w:?}");
+        // Also through a fallback.
+        let w = warnings("[[rule]]\nname = \"r\"\nmatch.cmdline = 'x'\naction = \"wait\"\nthen = \"terminate\"\n");
+        assert_eq!(w.len(), 1, "{w:?}");
+        let w = warnings("[[rule]]\nname = \"r\"\nmatch.cmdline = 'x'\nmatch.user = \"$self\"\naction = \"terminate\"\n");
+        assert!(w.is_empty(), "{w:?}");
     }
 }

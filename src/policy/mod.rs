@@ -33,6 +33,8 @@ pub struct Policy {
     pub defaults: Defaults,
     /// Rules in file order.
     pub rules: Vec<Rule>,
+    /// Policy unit tests (`[[test]]`), run by `portguard test`.
+    pub tests: Vec<TestCase>,
     /// Warnings found while loading (the policy is usable).
     pub warnings: Vec<Diagnostic>,
     /// Source text, kept to render warnings with their lines.
@@ -66,6 +68,40 @@ pub struct Rule {
     pub action: Action,
     /// 1-based line of the `[[rule]]` table, for traces.
     pub line: usize,
+    /// Byte span of the rule's name, for diagnostics about the rule.
+    pub name_span: std::ops::Range<usize>,
+}
+
+/// A `[[test]]` case: owners as data and the decision they must produce.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    /// Name shown by `portguard test`.
+    pub name: String,
+    /// 1-based line of the `[[test]]` table.
+    pub line: usize,
+    /// Port being resolved.
+    pub port: u16,
+    /// Protocol (default TCP).
+    pub protocol: crate::model::Protocol,
+    /// Who runs portguard, for `"$self"`: a uid and/or a name.
+    pub self_uid: Option<u32>,
+    /// Name of the user running portguard.
+    pub self_name: Option<String>,
+    /// The expected decision.
+    pub expect: Expect,
+    /// Holders of the port, as data.
+    pub owners: Vec<crate::model::Holder>,
+}
+
+/// What a test case expects; absent fields are not checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// The rule that must apply; `"default"` when no rule may apply.
+    pub rule: Option<String>,
+    /// The action that must be chosen.
+    pub action: Option<ActionKind>,
+    /// The planned outcome.
+    pub outcome: Option<crate::model::Outcome>,
 }
 
 /// The `match` criteria of a rule; `None` matches anything.
@@ -345,5 +381,91 @@ impl Invalid {
             if errors == 1 { "" } else { "s" }
         ));
         out
+    }
+}
+
+fn dur(d: &Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(*d)
+}
+
+/// The plan in words, including settings and the fallback chain, e.g.
+/// `wait up to 5s for the port to be released, then terminate (SIGTERM; SIGKILL after 1s; give up after 5s)`.
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Terminate(t) => {
+                write!(f, "terminate ({}", t.signal)?;
+                match t.escalate {
+                    Some(sig) => write!(f, "; {sig} after {}", dur(&t.grace))?,
+                    None => f.write_str("; never escalate")?,
+                }
+                write!(f, "; give up after {})", dur(&t.timeout))
+            }
+            Action::Wait { timeout, then } => {
+                write!(f, "wait up to {} for the port to be released", dur(timeout))?;
+                match then {
+                    Some(next) => write!(f, ", then {next}"),
+                    None => f.write_str(", then fail"),
+                }
+            }
+            Action::Refuse { .. } => f.write_str("refuse"),
+            Action::Reuse {
+                health,
+                timeout,
+                then,
+            } => {
+                f.write_str("reuse")?;
+                if let Some(h) = health {
+                    write!(f, " if {h} answers within {}", dur(timeout))?;
+                    match then {
+                        Some(next) => write!(f, ", else {next}")?,
+                        None => f.write_str(", else fail")?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Health::Tcp => f.write_str("a tcp connect"),
+        }
+    }
+}
+
+/// The JSON Schema of the policy format, generated from the very types the
+/// loader deserialises (so it cannot drift from what `check` accepts), with
+/// descriptions from their doc comments. `portguard schema` prints it and
+/// `schema/policy.schema.json` is a committed copy.
+pub fn schema_json() -> String {
+    let mut schema = schemars::schema_for!(raw::RawPolicy);
+    schema.insert("title".into(), "portguard policy".into());
+    schema.insert(
+        "description".into(),
+        "A portguard policy: rules that decide what happens to the processes holding a port (SPEC.md, \"Policy format\").".into(),
+    );
+    let mut value = schema.to_value();
+    drop_null_defaults(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// `#[serde(default)]` (needed so optional custom-schema fields are not
+/// listed as required) makes schemars emit `"default": null`; TOML has no
+/// null, so those annotations would only mislead editors.
+fn drop_null_defaults(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if map.get("default").is_some_and(serde_json::Value::is_null) {
+                map.remove("default");
+            }
+            map.values_mut().for_each(drop_null_defaults);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_defaults),
+        _ => {}
     }
 }

@@ -28,7 +28,6 @@ fn shipped_policies_pass_check() {
 }
 
 #[test]
-#[ignore = "issue 3: portguard test, not built yet"]
 fn shipped_policies_pass_their_own_tests() {
     let mut args = vec!["test".to_owned()];
     args.extend(builtin_rule_files());
@@ -56,7 +55,6 @@ fn check_fails_when_any_file_is_invalid_and_locates_the_problem() {
 }
 
 #[test]
-#[ignore = "issue 3: portguard test, not built yet"]
 fn failing_policy_test_case_exits_1() {
     let sandbox = Sandbox::new();
     let policy = sandbox.write(
@@ -82,11 +80,62 @@ fn failing_policy_test_case_exits_1() {
 }
 
 #[test]
-#[ignore = "issue 3: portguard schema, not built yet"]
 fn schema_command_prints_the_committed_schema() {
     let run = Sandbox::new().run(["schema"]);
     run.assert_exit(0);
     let committed: Value =
         serde_json::from_str(&std::fs::read_to_string(SCHEMA).expect("schema file")).unwrap();
     assert_eq!(run.json(), committed, "{}", run.describe());
+}
+
+/// Validates a TOML policy (as JSON) against the committed schema.
+fn schema_errors(toml_text: &str) -> Result<(), String> {
+    let value: toml::Value = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+    let instance = serde_json::to_value(value).map_err(|e| e.to_string())?;
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(SCHEMA).expect("schema file"))
+            .expect("schema is JSON");
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler
+        .add_resource("policy.schema.json", schema)
+        .expect("schema resource");
+    let index = compiler
+        .compile("policy.schema.json", &mut schemas)
+        .expect("the schema compiles");
+    schemas
+        .validate(&instance, index)
+        .map_err(|e| format!("{e:#}"))
+}
+
+#[test]
+fn every_shipped_policy_validates_against_the_schema() {
+    for file in builtin_rule_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.starts_with("#:schema ../schema/policy.schema.json\n"),
+            "{file} must start with a #:schema line for editors"
+        );
+        if let Err(e) = schema_errors(&text) {
+            panic!("{file} does not validate against the schema:\n{e}");
+        }
+    }
+}
+
+#[test]
+fn the_schema_rejects_what_the_loader_rejects() {
+    for bad in [
+        "[[rule]]\nname = \"r\"\nacton = \"refuse\"\naction = \"refuse\"\n",
+        "[[rule]]\nname = \"r\"\naction = \"explode\"\n",
+        "[[rule]]\naction = \"refuse\"\n",
+        "[defaults]\naction = \"terminate\"\n",
+        "[[rule]]\nname = \"r\"\nports = [0]\naction = \"refuse\"\n",
+        "[[rule]]\nname = \"r\"\nmatch.user = [\"$self\", true]\naction = \"refuse\"\n",
+    ] {
+        assert!(schema_errors(bad).is_err(), "the schema accepts:\n{bad}");
+    }
+    assert_eq!(
+        schema_errors("[[rule]]\nname = \"r\"\nmatch.user = [\"$self\", 0]\nports = [1, \"2-3\"]\naction = \"terminate\"\nescalate = false\n"),
+        Ok(())
+    );
 }
