@@ -8,6 +8,7 @@
 
 mod support;
 
+mod explain;
 mod fixtures;
 mod headroom;
 mod output;
