@@ -2,10 +2,24 @@
 //!
 //! The evaluator and the actions never read `/proc` themselves; they see the
 //! system only through [`Discovery`] (sockets and their holders) and
-//! [`ProcessTable`] (identity checks right before a signal). A second backend
-//! (netlink, lsof) implements the same traits without touching the evaluator,
-//! and tests can inject tables whose contents change between calls.
+//! [`ProcessTable`] (identity checks right before a signal). Backends
+//! implement the same traits without touching the evaluator, and tests can
+//! inject tables whose contents change between calls:
+//!
+//! - [`netlink`] (Linux, the default): the kernel filters the socket table by
+//!   port over sock_diag, then one pass over `/proc/*/fd` finds the holders.
+//!   Falls back to `/proc/net` when netlink is unavailable.
+//! - [`procfs`] (Linux): the same owner scan, with the socket table read from
+//!   `/proc/net/{tcp,tcp6,udp,udp6}`.
+//! - [`lsof`]: parses `lsof -F`, the portable path for macOS and the BSDs.
+//!
+//! The Linux modules are compiled only on Linux, so the portable path builds
+//! without them.
 
+pub mod lsof;
+#[cfg(target_os = "linux")]
+pub mod netlink;
+#[cfg(target_os = "linux")]
 pub mod procfs;
 
 use crate::model::{PortState, ProcessId, Protocol, SocketEntry};
@@ -30,6 +44,14 @@ pub enum DiscoveryError {
         path: String,
         /// The line itself.
         line: String,
+    },
+    /// A helper program (`lsof`) could not be run or reported an error.
+    #[error("{tool}: {message}")]
+    Tool {
+        /// The program, e.g. `lsof`.
+        tool: String,
+        /// What went wrong, in the tool's words where it gave any.
+        message: String,
     },
 }
 
@@ -251,18 +273,114 @@ mod tests {
 }
 
 /// Discovery backends selectable by name (`--backend`).
+///
+/// Every backend produces the same [`PortState`] for the same sockets (the
+/// cross-backend tests in `tests/discovery_backends.rs` hold them to that);
+/// they differ in speed and in what they need from the system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// The native Linux backend (the default).
+    /// The fastest backend for this platform (the default). On Linux:
+    /// netlink sock_diag filtered by port in the kernel, falling back to
+    /// `/proc/net` when netlink is unavailable, plus the `/proc/*/fd` owner
+    /// scan. Elsewhere: [`Backend::Lsof`].
     #[default]
     Native,
+    /// Linux: the socket table from `/proc/net` only, never netlink. Slower
+    /// on busy hosts (the kernel formats every socket as text); useful where
+    /// netlink is filtered, and as the reference the native backend is
+    /// tested against.
+    #[cfg(target_os = "linux")]
+    Procfs,
+    /// `lsof -F`: portable (macOS, the BSDs), needs `lsof` on `PATH`, and
+    /// sees only the processes `lsof` may inspect.
+    Lsof,
+}
+
+impl Backend {
+    /// Every backend name this build accepts, for `--help` and errors.
+    #[cfg(target_os = "linux")]
+    pub const NAMES: &'static [&'static str] = &["native", "procfs", "lsof"];
+    /// Every backend name this build accepts, for `--help` and errors.
+    #[cfg(not(target_os = "linux"))]
+    pub const NAMES: &'static [&'static str] = &["native", "lsof"];
+
+    /// The name [`FromStr`](std::str::FromStr) accepts for this backend.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Native => "native",
+            #[cfg(target_os = "linux")]
+            Backend::Procfs => "procfs",
+            Backend::Lsof => "lsof",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A `--backend` value that names no backend of this build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown discovery backend {given:?} (expected one of: {})", Backend::NAMES.join(", "))]
+pub struct UnknownBackend {
+    /// The value as given.
+    pub given: String,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = UnknownBackend;
+
+    /// Names are matched exactly (lower case), like every other CLI value.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "native" => Ok(Backend::Native),
+            #[cfg(target_os = "linux")]
+            "procfs" => Ok(Backend::Procfs),
+            "lsof" => Ok(Backend::Lsof),
+            _ => Err(UnknownBackend {
+                given: s.to_owned(),
+            }),
+        }
+    }
 }
 
 /// The discovery backend `commands` use. Everything that picks a backend
 /// goes through here, so adding one touches neither the evaluator nor the
 /// commands.
-pub fn backend(which: Backend) -> Box<dyn Discovery> {
+pub fn backend(which: Backend) -> Box<dyn Discovery + Send + Sync> {
     match which {
-        Backend::Native => Box::new(procfs::ProcfsDiscovery::default()),
+        #[cfg(target_os = "linux")]
+        Backend::Native => Box::new(netlink::NetlinkDiscovery::default()),
+        #[cfg(not(target_os = "linux"))]
+        Backend::Native => Box::new(lsof::LsofDiscovery::default()),
+        #[cfg(target_os = "linux")]
+        Backend::Procfs => Box::new(procfs::ProcfsDiscovery::default()),
+        Backend::Lsof => Box::new(lsof::LsofDiscovery::default()),
+    }
+}
+
+#[cfg(test)]
+mod backend_tests {
+    use super::Backend;
+
+    #[test]
+    fn every_name_round_trips() {
+        for name in Backend::NAMES {
+            let backend: Backend = name.parse().unwrap();
+            assert_eq!(backend.name(), *name);
+            assert_eq!(backend.to_string(), *name);
+        }
+        assert_eq!(Backend::default(), Backend::Native);
+    }
+
+    #[test]
+    fn unknown_names_are_refused_with_the_choices() {
+        for bad in ["", "Native", "netlink ", "ss", "proc"] {
+            let err = bad.parse::<Backend>().unwrap_err();
+            assert_eq!(err.given, bad);
+            assert!(err.to_string().contains("native, "), "{err}");
+        }
     }
 }
