@@ -12,6 +12,7 @@ use crate::discovery::{Discovery, ProcessTable};
 use crate::evaluate::{blocked_target, render_template, Blocked, Context, Outcome};
 use crate::model::{Holder, PortState, ProcessId, Protocol};
 use crate::policy::{Action, Health, Signal, Terminate};
+use crate::progress::Progress;
 use rustix::io::Errno;
 use serde::Serialize;
 use std::io;
@@ -219,11 +220,13 @@ impl ActionResult {
 #[derive(Clone, Copy)]
 pub struct Actor<'a> {
     /// Socket table (re-checked while waiting).
-    pub discovery: &'a dyn Discovery,
+    pub discovery: &'a (dyn Discovery + Sync),
     /// Identity checks right before each signal.
-    pub table: &'a dyn ProcessTable,
+    pub table: &'a (dyn ProcessTable + Sync),
     /// Signals and exit waits.
-    pub signaller: &'a dyn Signaller,
+    pub signaller: &'a (dyn Signaller + Sync),
+    /// Progress display while waiting (a spinner on a terminal, or nothing).
+    pub progress: &'a (dyn Progress + Sync),
     /// Protected processes and the caller's identity.
     pub ctx: &'a Context,
 }
@@ -471,6 +474,27 @@ impl Actor<'_> {
             if !escalated {
                 until = until.min(grace_at);
             }
+            if self.progress.enabled() {
+                let pids: Vec<String> = live.iter().map(|l| l.id.pid.to_string()).collect();
+                let (what, limit) = if escalated {
+                    (
+                        format!("waiting for pid {} to exit", pids.join(", ")),
+                        t.timeout,
+                    )
+                } else {
+                    (
+                        format!(
+                            "waiting for pid {} to exit ({} after {})",
+                            pids.join(", "),
+                            t.escalate.map_or("no escalation", |s| s.name),
+                            humantime::format_duration(t.grace)
+                        ),
+                        t.grace,
+                    )
+                };
+                self.progress
+                    .waiting(state.port, &what, started.elapsed(), limit);
+            }
             let handles: Vec<&Handle> = live.iter().map(|l| &l.handle).collect();
             let exited = self
                 .signaller
@@ -570,6 +594,15 @@ impl Actor<'_> {
                 steps.push("timeout", None, None, None);
                 return None;
             }
+            if self.progress.enabled() {
+                let waited = timeout.saturating_sub(deadline - now);
+                self.progress.waiting(
+                    state.port,
+                    "waiting for the holders to release the port",
+                    waited,
+                    timeout,
+                );
+            }
             let refs: Vec<&Handle> = handles.iter().map(|(_, h)| h).collect();
             let exited = self.signaller.wait_exit(&refs, (deadline - now).min(tick));
             let mut i = 0;
@@ -593,7 +626,7 @@ impl Actor<'_> {
         state: &PortState,
         steps: &mut Steps,
     ) -> Result<String, String> {
-        let Some(Health::Tcp) = health else {
+        let Some(health) = health else {
             return Ok(String::new());
         };
         if state.protocol == Protocol::Udp {
@@ -601,29 +634,84 @@ impl Actor<'_> {
                 "health",
                 None,
                 None,
-                Some("skipped: a tcp check does not apply to udp".into()),
+                Some("skipped: health checks apply to tcp".into()),
             );
             return Ok(String::new());
         }
-        let mut last_err = String::from("no address to connect to");
-        for s in &state.sockets {
-            let addr = loopback_for(s.local);
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(_) => {
-                    steps.push(
-                        "health",
-                        None,
-                        None,
-                        Some(format!("tcp connect to {addr} succeeded")),
-                    );
-                    return Ok(format!(" (tcp health check on {addr} passed)"));
-                }
-                Err(e) => last_err = format!("tcp connect to {addr} failed: {e}"),
+        let result = match health {
+            Health::Tcp => tcp_health(state, timeout),
+            Health::Http { url, body } => http_health(
+                &url.replace("{port}", &state.port.to_string()),
+                body.as_ref(),
+                timeout,
+            ),
+        };
+        match result {
+            Ok(detail) => {
+                steps.push("health", None, None, Some(format!("passed: {detail}")));
+                Ok(format!(" ({detail})"))
+            }
+            Err(why) => {
+                steps.push("health", None, None, Some(format!("failed: {why}")));
+                Err(why)
             }
         }
-        steps.push("health", None, None, Some(last_err.clone()));
-        Err(last_err)
     }
+}
+
+fn tcp_health(state: &PortState, timeout: Duration) -> Result<String, String> {
+    let mut last_err = String::from("no address to connect to");
+    for s in &state.sockets {
+        let addr = loopback_for(s.local);
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => return Ok(format!("tcp connect to {addr} succeeded")),
+            Err(e) => last_err = format!("tcp connect to {addr} failed: {e}"),
+        }
+    }
+    Err(last_err)
+}
+
+/// Largest health response body read; a health endpoint answers in bytes.
+const HEALTH_BODY_LIMIT: u64 = 64 * 1024;
+
+/// GET `url`; healthy on a 2xx answer within `timeout` whose body contains
+/// `body` (when given). Environment proxies are ignored: the URL is loopback.
+fn http_health(
+    url: &str,
+    body: Option<&regex::Regex>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("GET {url} failed: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("GET {url} answered {status}"));
+    }
+    if let Some(re) = body {
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(HEALTH_BODY_LIMIT)
+            .read_to_string()
+            .map_err(|e| format!("GET {url}: cannot read the body: {e}"))?;
+        if !re.is_match(&text) {
+            let shown: String = text.chars().take(120).collect();
+            return Err(format!(
+                "GET {url} answered {status}, but the body does not match '{}': {shown:?}",
+                re.as_str()
+            ));
+        }
+    }
+    Ok(format!("GET {url} answered {status}"))
 }
 
 /// The address to reach a listener on: wildcard binds are reached on loopback.
@@ -756,8 +844,8 @@ mod tests {
     use crate::evaluate::tests::{holder, state};
     use crate::evaluate::Protected;
     use crate::model::SocketEntry;
-    use std::cell::RefCell;
     use std::collections::HashMap;
+    use std::sync::Mutex;
 
     /// A fake process: its identity, whether it still holds the socket,
     /// and which signals make it exit.
@@ -772,18 +860,22 @@ mod tests {
 
     #[derive(Default)]
     struct World {
-        procs: RefCell<HashMap<u32, Proc>>,
-        sent: RefCell<Vec<(u32, &'static str)>>,
+        procs: Mutex<HashMap<u32, Proc>>,
+        sent: Mutex<Vec<(u32, &'static str)>>,
     }
 
     impl World {
         fn with(procs: &[(u32, Proc)]) -> Self {
             let w = World::default();
-            w.procs.borrow_mut().extend(procs.iter().cloned());
+            w.procs.lock().unwrap().extend(procs.iter().cloned());
             w
         }
         fn any_holding(&self) -> bool {
-            self.procs.borrow().values().any(|p| p.alive && p.holds)
+            self.procs
+                .lock()
+                .unwrap()
+                .values()
+                .any(|p| p.alive && p.holds)
         }
     }
 
@@ -805,7 +897,7 @@ mod tests {
 
     impl ProcessTable for World {
         fn identity(&self, pid: u32) -> Option<ProcessId> {
-            let procs = self.procs.borrow();
+            let procs = self.procs.lock().unwrap();
             let p = procs.get(&pid).filter(|p| p.alive)?;
             Some(ProcessId {
                 pid,
@@ -815,7 +907,8 @@ mod tests {
         fn holds_any(&self, pid: u32, _: &[u64]) -> Option<bool> {
             Some(
                 self.procs
-                    .borrow()
+                    .lock()
+                    .unwrap()
                     .get(&pid)
                     .is_some_and(|p| p.alive && p.holds),
             )
@@ -833,15 +926,15 @@ mod tests {
             }
         }
         fn check_permission(&self, pid: u32) -> io::Result<()> {
-            match self.procs.borrow().get(&pid) {
+            match self.procs.lock().unwrap().get(&pid) {
                 Some(p) if p.foreign => Err(Errno::PERM.into()),
                 _ => Ok(()),
             }
         }
         fn send(&self, h: &Handle, sig: Signal) -> io::Result<()> {
             let Handle::Pid(pid) = h else { unreachable!() };
-            self.sent.borrow_mut().push((*pid, sig.name));
-            if let Some(p) = self.procs.borrow_mut().get_mut(pid) {
+            self.sent.lock().unwrap().push((*pid, sig.name));
+            if let Some(p) = self.procs.lock().unwrap().get_mut(pid) {
                 if p.dies_on.contains(&sig.name) {
                     p.alive = false;
                 }
@@ -896,6 +989,7 @@ mod tests {
             discovery: world,
             table: world,
             signaller: world,
+            progress: &crate::progress::Silent,
             ctx: &ctx,
         };
         let mut steps = Steps::new();
@@ -919,7 +1013,10 @@ mod tests {
         let world = World::with(&[(4242, proc(9999, &["SIGTERM"]))]);
         let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"])]);
         let (r, steps) = run(&world, term(50), &st);
-        assert!(world.sent.borrow().is_empty(), "signalled a recycled pid");
+        assert!(
+            world.sent.lock().unwrap().is_empty(),
+            "signalled a recycled pid"
+        );
         assert!(r.still_held, "the port is still held by the new process");
         assert_eq!(events(&steps)[0], ("skipped", Some(4242), Some("SIGTERM")));
         assert!(steps.list[0]
@@ -937,7 +1034,7 @@ mod tests {
         let (r, steps) = run(&world, term(60), &st);
         assert_eq!(r.outcome, Outcome::Freed, "{}", r.message);
         assert_eq!(
-            *world.sent.borrow(),
+            *world.sent.lock().unwrap(),
             vec![(4242, "SIGTERM"), (4242, "SIGKILL")]
         );
         assert!(
@@ -954,7 +1051,7 @@ mod tests {
         let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"])]);
         let (r, _) = run(&world, term(5_000), &st);
         assert_eq!(r.outcome, Outcome::Freed);
-        assert_eq!(*world.sent.borrow(), vec![(4242, "SIGTERM")]);
+        assert_eq!(*world.sent.lock().unwrap(), vec![(4242, "SIGTERM")]);
     }
 
     #[test]
@@ -965,7 +1062,7 @@ mod tests {
         assert_eq!(r.outcome, Outcome::Failed);
         assert!(r.message.contains("pid 4242 did not exit"), "{}", r.message);
         assert_eq!(
-            *world.sent.borrow(),
+            *world.sent.lock().unwrap(),
             vec![(4242, "SIGTERM"), (4242, "SIGKILL")]
         );
     }
@@ -980,7 +1077,7 @@ mod tests {
         let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"]), worker]);
         let (r, _) = run(&world, term(50), &st);
         assert_eq!(r.outcome, Outcome::Failed);
-        assert!(world.sent.borrow().is_empty());
+        assert!(world.sent.lock().unwrap().is_empty());
         assert!(
             r.message
                 .contains("permission denied to signal pid 4243 (user bob)")
@@ -1003,7 +1100,7 @@ mod tests {
             "{}",
             r.message
         );
-        assert!(world.sent.borrow().is_empty());
+        assert!(world.sent.lock().unwrap().is_empty());
     }
 
     #[test]
@@ -1016,6 +1113,6 @@ mod tests {
         let st = state(8787, vec![holder(4242, 1, 1000, "alice", &["x"]), other]);
         let (r, _) = run(&world, term(50), &st);
         assert_eq!(r.outcome, Outcome::Freed);
-        assert_eq!(*world.sent.borrow(), vec![(4242, "SIGTERM")]);
+        assert_eq!(*world.sent.lock().unwrap(), vec![(4242, "SIGTERM")]);
     }
 }

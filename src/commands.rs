@@ -2,18 +2,26 @@
 //! the output, and return the documented exit code. `main.rs` only parses
 //! arguments and calls these.
 
-use crate::actions::{Actor, PidfdSignaller};
+use crate::actions::{Actor, PidfdSignaller, Step};
 use crate::discovery::procfs::{self_and_ancestors, ProcfsTable};
+use crate::discovery::DiscoveryError;
 use crate::discovery::{backend, Backend};
 use crate::evaluate::Context;
 use crate::exit::Exit;
+use crate::lock;
 use crate::model::{PortState, Protocol};
 use crate::policy::{locate, LookupEnv, Policy, PolicySource};
 use crate::ports::{expand, PortRange};
+use crate::progress::{Progress, Silent, Spinner};
 use crate::render::{self, PolicyInfo};
 use crate::resolver::{resolve_port, PortReport};
+use std::io::IsTerminal;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,6 +84,138 @@ fn load_policy(explicit: Option<&str>, io: &mut Io<'_>) -> Result<(Policy, &'sta
     })
 }
 
+/// Ports resolved at the same time, at most. Each waits mostly on timers
+/// and pidfds, so this bounds threads, not CPU.
+const MAX_PARALLEL: usize = 16;
+
+/// Everything one resolve run needs, shared by the per-port threads.
+struct Session {
+    discovery: Box<dyn crate::discovery::Discovery + Send + Sync>,
+    table: ProcfsTable,
+    ctx: Context,
+    progress: Box<dyn Progress + Send + Sync>,
+}
+
+impl Session {
+    fn new(show_progress: bool) -> Self {
+        let progress: Box<dyn Progress + Send + Sync> =
+            if show_progress && std::io::stderr().is_terminal() {
+                Box::new(Spinner::default())
+            } else {
+                Box::new(Silent)
+            };
+        Session {
+            discovery: backend(Backend::default()),
+            table: ProcfsTable::default(),
+            ctx: Context::for_this_process(&self_and_ancestors()),
+            progress,
+        }
+    }
+
+    fn actor(&self) -> Actor<'_> {
+        Actor {
+            discovery: self.discovery.as_ref(),
+            table: &self.table,
+            signaller: &PidfdSignaller,
+            ctx: &self.ctx,
+            progress: self.progress.as_ref(),
+        }
+    }
+
+    /// Resolves one port under its lock (a dry run takes no lock: it acts
+    /// on nothing, so it cannot fight anyone).
+    fn resolve_one(
+        &self,
+        policy: &Policy,
+        port: u16,
+        proto: Protocol,
+        dry_run: bool,
+    ) -> Result<PortReport, DiscoveryError> {
+        let actor = self.actor();
+        if dry_run {
+            return resolve_port(&actor, policy, port, proto, true);
+        }
+        let wait = policy.longest_timeout() * crate::resolver::MAX_ROUNDS as u32 + LOCK_SLACK;
+        let lock = match lock::acquire(port, proto, wait) {
+            Ok(lock) => lock,
+            Err(e) => {
+                return Ok(PortReport::not_attempted(
+                    port,
+                    proto,
+                    format!("port {port}/{proto}: {e}"),
+                ))
+            }
+        };
+        let mut report = resolve_port(&actor, policy, port, proto, false)?;
+        if lock.waited >= LOCK_NOTE {
+            report.steps.insert(
+                0,
+                Step {
+                    at_ms: 0,
+                    event: "locked",
+                    pid: None,
+                    signal: None,
+                    detail: Some(format!(
+                        "waited {} ms for another portguard resolving this port, then discovered again",
+                        lock.waited.as_millis()
+                    )),
+                },
+            );
+        }
+        Ok(report)
+    }
+
+    /// Resolves every port, concurrently, and returns the reports in port
+    /// order with the combined exit code.
+    fn resolve_all(
+        &self,
+        policy: &Policy,
+        ports: &[u16],
+        proto: Protocol,
+        dry_run: bool,
+    ) -> Result<(Vec<PortReport>, Exit), (u16, DiscoveryError)> {
+        let slots: Vec<Mutex<Option<Result<PortReport, DiscoveryError>>>> =
+            ports.iter().map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..ports.len().clamp(1, MAX_PARALLEL) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&port) = ports.get(i) else { break };
+                    let result = self.resolve_one(policy, port, proto, dry_run);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(result);
+                    }
+                });
+            }
+        });
+        let mut reports = Vec::with_capacity(ports.len());
+        let mut exit = Exit::Free;
+        for (slot, &port) in slots.into_iter().zip(ports) {
+            match slot.into_inner().ok().flatten() {
+                Some(Ok(r)) => {
+                    exit = exit.worst(r.exit());
+                    reports.push(r);
+                }
+                Some(Err(e)) => return Err((port, e)),
+                None => {
+                    let msg =
+                        format!("port {port}/{proto} was not resolved (a worker thread failed)");
+                    reports.push(PortReport::not_attempted(port, proto, msg));
+                    exit = exit.worst(Exit::Internal);
+                }
+            }
+        }
+        Ok((reports, exit))
+    }
+}
+
+/// Extra time a second portguard waits for a port's lock beyond the
+/// longest the first can take.
+const LOCK_SLACK: Duration = Duration::from_secs(5);
+/// A lock wait shorter than this is not worth a step in the report.
+const LOCK_NOTE: Duration = Duration::from_millis(5);
+
 /// `portguard resolve`.
 pub fn resolve(opts: &ResolveOptions, io: &mut Io<'_>) -> Exit {
     let (policy, why) = match load_policy(opts.policy.as_deref(), io) {
@@ -90,30 +230,16 @@ pub fn resolve(opts: &ResolveOptions, io: &mut Io<'_>) -> Exit {
             info.name, info.source, info.chosen_by
         );
     }
-    let discovery = backend(Backend::default());
-    let table = ProcfsTable::default();
-    let ctx = Context::for_this_process(&self_and_ancestors());
-    let actor = Actor {
-        discovery: discovery.as_ref(),
-        table: &table,
-        signaller: &PidfdSignaller,
-        ctx: &ctx,
-    };
+    let session = Session::new(!opts.quiet);
     let proto = protocol(opts.udp);
-    let mut reports: Vec<PortReport> = Vec::new();
-    let mut exit = Exit::Free;
-    for port in expand(&opts.ports) {
-        match resolve_port(&actor, &policy, port, proto, opts.explain) {
-            Ok(r) => {
-                exit = exit.worst(r.exit());
-                reports.push(r);
-            }
-            Err(e) => {
+    let (reports, exit) =
+        match session.resolve_all(&policy, &expand(&opts.ports), proto, opts.explain) {
+            Ok(done) => done,
+            Err((port, e)) => {
                 let _ = writeln!(io.err, "portguard: port {port}/{proto}: {e}");
                 return Exit::Internal;
             }
-        }
-    }
+        };
     match opts.format {
         Format::Json => {
             let _ = writeln!(io.out, "{}", render::resolve_json(&reports, &info, exit));
@@ -133,6 +259,81 @@ pub fn resolve(opts: &ResolveOptions, io: &mut Io<'_>) -> Exit {
         }
     }
     exit
+}
+
+/// Options of `portguard run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--port`, one or more.
+    pub ports: Vec<PortRange>,
+    /// `--policy`.
+    pub policy: Option<String>,
+    /// `--udp`.
+    pub udp: bool,
+    /// `-v`.
+    pub verbose: bool,
+    /// `-q`.
+    pub quiet: bool,
+    /// The server to start: program and arguments.
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `portguard run`: resolves the ports, then replaces itself with the
+/// command (same pid, so signals from the caller reach the server
+/// directly). The command starts only when every port is free; on reuse,
+/// refusal or failure portguard exits with that code and never starts it.
+/// Everything portguard prints goes to stderr: stdout belongs to the server.
+pub fn run(opts: &RunOptions, io: &mut Io<'_>) -> Exit {
+    let (policy, why) = match load_policy(opts.policy.as_deref(), io) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let info = PolicyInfo::new(&policy, why);
+    let session = Session::new(!opts.quiet);
+    let proto = protocol(opts.udp);
+    let (reports, exit) = match session.resolve_all(&policy, &expand(&opts.ports), proto, false) {
+        Ok(done) => done,
+        Err((port, e)) => {
+            let _ = writeln!(io.err, "portguard: port {port}/{proto}: {e}");
+            return Exit::Internal;
+        }
+    };
+    for r in &reports {
+        if opts.verbose {
+            let _ = write!(io.err, "{}", render::trace_text(r, &info));
+        } else if !(opts.quiet && r.exit() == Exit::Free) {
+            let _ = write!(io.err, "{}", render::result_text(r));
+        }
+    }
+    let Some((program, args)) = opts.command.split_first() else {
+        let _ = writeln!(io.err, "portguard: run needs a command after --");
+        return Exit::Usage;
+    };
+    if exit != Exit::Free {
+        let _ = writeln!(
+            io.err,
+            "portguard: not starting {}: {}",
+            program.to_string_lossy(),
+            match exit {
+                Exit::Reuse => "the port is already served by the process above; use it",
+                _ => "the port is not free",
+            }
+        );
+        return exit;
+    }
+    let _ = io.err.flush();
+    let _ = io.out.flush();
+    let err = std::process::Command::new(program).args(args).exec();
+    let _ = writeln!(
+        io.err,
+        "portguard: cannot start {}: {err}",
+        program.to_string_lossy()
+    );
+    if err.kind() == std::io::ErrorKind::NotFound {
+        Exit::CommandNotFound
+    } else {
+        Exit::CommandNotExecutable
+    }
 }
 
 /// `portguard who`: discovery only; exits 0 whether held or free.

@@ -370,8 +370,11 @@ pub fn render_template(template: &str, port: u16, h: &Holder, rule: Option<&str>
             "pid" => h.pid.map_or_else(|| UNKNOWN.into(), |p| p.to_string()),
             "user" => h.user.clone().unwrap_or_else(|| format!("uid {}", h.uid)),
             "uid" => h.uid.to_string(),
-            "exe" => h.exe.clone().unwrap_or_else(|| UNKNOWN.into()),
-            "cmdline" => h.cmdline_joined().unwrap_or_else(|| UNKNOWN.into()),
+            "exe" => crate::model::printable(h.exe.as_deref().unwrap_or(UNKNOWN)).into_owned(),
+            "cmdline" => h.cmdline_joined().map_or_else(
+                || UNKNOWN.into(),
+                |c| crate::model::printable(&c).into_owned(),
+            ),
             "rule" => rule.unwrap_or("default").to_string(),
             _ => return None,
         })
@@ -641,6 +644,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn control_characters_from_other_processes_are_escaped_for_display() {
+        let h = holder(
+            4242,
+            1,
+            1000,
+            "alice",
+            &["python3", "-c", "import x\nprint(1)\u{1b}[2J"],
+        );
+        assert_eq!(h.short_name(), "python3 -c import x\\nprint(1)\\u{1b}[2J");
+        assert_eq!(
+            render_template("{cmdline}", 1, &h, None),
+            "python3 -c import x\\nprint(1)\\u{1b}[2J"
+        );
+        // Matching still sees the real argv.
+        assert!(h.cmdline_joined().unwrap().contains('\n'));
+    }
+
+    #[test]
     fn templates_fill_known_fields_and_keep_unknown_ones() {
         let h = holder(4242, 1, 1000, "alice", &["python3", "-m", "x"]);
         assert_eq!(
@@ -652,5 +673,24 @@ pub(crate) mod tests {
             ),
             "8787 4242 alice 1000 /usr/bin/python3.12 python3 -m x r {nope} {"
         );
+    }
+
+    #[test]
+    fn sockets_closed_during_discovery_are_dropped_with_their_holders() {
+        let mut gone = holder(7, 1, 1000, "alice", &["x"]);
+        gone.pid = None;
+        gone.inodes = vec![88];
+        let mut st = state(8787, vec![holder(4242, 1, 1000, "alice", PROXY), gone]);
+        let mut second = st.sockets[0].clone();
+        second.inode = 88;
+        st.sockets.push(second);
+        assert_eq!(st.groups.len(), 2);
+        st.keep_sockets(&[77]);
+        assert_eq!(st.sockets.len(), 1);
+        assert_eq!(st.holders.len(), 1);
+        assert_eq!(st.holders[0].pid, Some(4242));
+        assert_eq!(st.groups.len(), 1);
+        st.keep_sockets(&[]);
+        assert!(st.is_free() && st.holders.is_empty() && st.groups.is_empty());
     }
 }

@@ -17,6 +17,10 @@ pub enum Exit {
     Failed,
     /// 70: unexpected internal error (EX_SOFTWARE).
     Internal,
+    /// 126: `portguard run` could not execute the command.
+    CommandNotExecutable,
+    /// 127: `portguard run` did not find the command.
+    CommandNotFound,
 }
 
 impl Exit {
@@ -30,6 +34,8 @@ impl Exit {
             Exit::Refused => 4,
             Exit::Failed => 5,
             Exit::Internal => 70,
+            Exit::CommandNotExecutable => 126,
+            Exit::CommandNotFound => 127,
         }
     }
 
@@ -43,6 +49,7 @@ impl Exit {
             Exit::TestFailed => 4,
             Exit::Usage => 5,
             Exit::Internal => 6,
+            Exit::CommandNotExecutable | Exit::CommandNotFound => 7,
         }
     }
 
@@ -72,6 +79,7 @@ Exit codes:
   2   usage or policy error; nothing was touched
   1   `portguard test` only: a policy test case failed
   70  unexpected internal error; nothing further was touched
+  126/127  `portguard run` only: the command could not be executed / was not found
 With several ports, the worst code wins, in the order 70, 2, 5, 4, 3, 0.";
 
 #[cfg(test)]

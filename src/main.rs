@@ -39,7 +39,7 @@ enum Command {
         /// Ports (1-65535) or inclusive ranges like 8000-8010.
         #[arg(required = true, value_name = "PORT")]
         ports: Vec<PortRange>,
-        /// Policy: a path to a TOML file, or a built-in name (headroom, safe).
+        /// Policy: a path to a TOML file, or a built-in name (headroom, headroom-reuse, safe).
         #[arg(long, value_name = "P")]
         policy: Option<String>,
         /// Resolve UDP ports instead of TCP.
@@ -57,6 +57,31 @@ enum Command {
         /// Print nothing on success.
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Resolve the port(s), then replace portguard with CMD (same pid).
+    ///
+    /// CMD starts only when every port is free; on reuse, refusal or
+    /// failure portguard exits with that code and never starts it.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run {
+        /// Port (1-65535) or range the command needs; repeatable.
+        #[arg(long = "port", required = true, value_name = "PORT")]
+        ports: Vec<PortRange>,
+        /// Policy: a path to a TOML file, or a built-in name.
+        #[arg(long, value_name = "P")]
+        policy: Option<String>,
+        /// Resolve UDP ports instead of TCP.
+        #[arg(long)]
+        udp: bool,
+        /// Print the decision trace.
+        #[arg(short, long, conflicts_with = "quiet")]
+        verbose: bool,
+        /// Print nothing on success.
+        #[arg(short, long)]
+        quiet: bool,
+        /// The command to start, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
     },
     /// Show who holds the port(s); changes nothing and exits 0.
     Who {
@@ -113,7 +138,8 @@ fn main() -> Exit {
             };
         }
     };
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    // Unlocked handles: worker threads (the spinner) write to stderr too.
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let mut io = Io {
         out: &mut out,
         err: &mut err,
@@ -136,6 +162,24 @@ fn main() -> Exit {
                 format: format.into(),
                 verbose,
                 quiet,
+            },
+            &mut io,
+        ),
+        Command::Run {
+            ports,
+            policy,
+            udp,
+            verbose,
+            quiet,
+            command,
+        } => commands::run(
+            &commands::RunOptions {
+                ports,
+                policy,
+                udp,
+                verbose,
+                quiet,
+                command,
             },
             &mut io,
         ),

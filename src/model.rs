@@ -121,6 +121,26 @@ pub struct Holder {
     pub unknown_reason: Option<String>,
 }
 
+/// `s` with control characters (newlines, escapes) shown as `\n`, `\u{1b}`:
+/// argv and paths come from other processes, and printing them raw could
+/// break lines or drive the user's terminal.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 impl Holder {
     /// The (pid, start time) identity, when both are known.
     pub fn id(&self) -> Option<ProcessId> {
@@ -140,17 +160,18 @@ impl Holder {
     pub fn short_name(&self) -> String {
         let from_argv = self.cmdline.as_ref().filter(|a| !a.is_empty()).map(|argv| {
             let base = argv[0].rsplit('/').next().unwrap_or(&argv[0]);
-            let mut s = std::iter::once(base)
+            let joined = std::iter::once(base)
                 .chain(argv[1..].iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(" ");
+            let mut s = printable(&joined).into_owned();
             if s.chars().count() > 80 {
                 s = s.chars().take(79).collect::<String>() + "…";
             }
             s
         });
         from_argv
-            .or_else(|| self.comm.clone())
+            .or_else(|| self.comm.as_deref().map(|c| printable(c).into_owned()))
             .unwrap_or_else(|| "unknown process".to_string())
     }
 
@@ -211,6 +232,22 @@ impl PortState {
     /// True when nothing holds the port.
     pub fn is_free(&self) -> bool {
         self.sockets.is_empty()
+    }
+
+    /// Drops the sockets (and the holders left holding nothing) whose inode
+    /// is not in `live`: a socket seen in the table whose process exited
+    /// while discovery looked for it is gone, not "held by an unknown pid".
+    pub fn keep_sockets(&mut self, live: &[u64]) {
+        let before = self.sockets.len();
+        self.sockets.retain(|s| live.contains(&s.inode));
+        if self.sockets.len() == before {
+            return;
+        }
+        for h in &mut self.holders {
+            h.inodes.retain(|i| live.contains(i));
+        }
+        self.holders.retain(|h| !h.inodes.is_empty());
+        self.groups = crate::discovery::group_holders(&self.holders);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::evaluate::{Blocked, Outcome, RuleTrace};
 use crate::exit::Exit;
-use crate::model::{Holder, PortState};
+use crate::model::{printable, Holder, PortState};
 use crate::policy::{Action, Policy};
 use crate::resolver::PortReport;
 use serde_json::{json, Value};
@@ -149,7 +149,7 @@ pub fn holders_text(state: &PortState) -> String {
                         "{pad}user {} (uid {})  exe {}",
                         h.user_label(),
                         h.uid,
-                        h.exe.as_deref().unwrap_or("unknown")
+                        printable(h.exe.as_deref().unwrap_or("unknown"))
                     );
                     let parent = match (h.ppid, h.orphan) {
                         (Some(p), Some(true)) => format!("parent {p} (orphaned)"),
@@ -283,10 +283,10 @@ pub fn trace_text(r: &PortReport, policy: &PolicyInfo) -> String {
                 for c in &g.checks {
                     let _ = writeln!(
                         out,
-                        "       {who}: {} {} — saw {:?} {}",
+                        "       {who}: {} {} — saw \"{}\" {}",
                         c.criterion,
                         c.expected,
-                        c.seen,
+                        printable(&c.seen),
                         mark(c.held)
                     );
                 }

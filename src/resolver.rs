@@ -37,6 +37,36 @@ pub struct PortReport {
 }
 
 impl PortReport {
+    /// A port that could not be resolved at all (e.g. its lock was held too
+    /// long by another portguard): failed, with the reason, nothing touched.
+    pub fn not_attempted(port: u16, protocol: Protocol, message: String) -> Self {
+        let state = PortState {
+            port,
+            protocol,
+            sockets: Vec::new(),
+            others: Vec::new(),
+            holders: Vec::new(),
+            groups: Vec::new(),
+        };
+        let decision = Decision {
+            rule: None,
+            action: None,
+            trace: Vec::new(),
+            targets: Vec::new(),
+            blocked: None,
+            planned: Outcome::Failed,
+        };
+        PortReport {
+            port,
+            protocol,
+            outcome: Outcome::Failed,
+            dry_run: false,
+            rounds: vec![(state, decision)],
+            steps: Vec::new(),
+            message,
+        }
+    }
+
     /// The exit code of this port.
     pub fn exit(&self) -> Exit {
         self.outcome.exit_code()
@@ -64,7 +94,18 @@ pub fn resolve_port(
     let mut steps = Steps::new();
     let mut rounds: Vec<(PortState, Decision)> = Vec::new();
     for round in 1..=MAX_ROUNDS {
-        let state = actor.discovery.discover(port, protocol)?;
+        let mut state = actor.discovery.discover(port, protocol)?;
+        if state.holders.iter().any(|h| h.pid.is_none()) {
+            // A holder without a pid is often a process that exited between
+            // the table read and the fd scan; look at the table once more.
+            let live: Vec<u64> = actor
+                .discovery
+                .holding_sockets(port, protocol)?
+                .iter()
+                .map(|s| s.inode)
+                .collect();
+            state.keep_sockets(&live);
+        }
         let decision = evaluate(policy, &state, actor.ctx);
         let finish = |rounds: Vec<(PortState, Decision)>, steps: Steps, outcome, message| {
             Ok(PortReport {
@@ -120,6 +161,7 @@ pub fn resolve_port(
             decision.rule.as_deref(),
             &mut steps,
         );
+        actor.progress.done(port);
         rounds.push((state, decision));
         if !result.still_held {
             return finish(rounds, steps, result.outcome, result.message);

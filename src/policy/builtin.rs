@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 
 /// Built-in policies: name and TOML text, embedded from `rules/` so the
 /// files users read and validate are exactly what the binary runs.
-pub const BUILTINS: [(&str, &str); 2] = [
+pub const BUILTINS: [(&str, &str); 3] = [
     ("headroom", include_str!("../../rules/headroom.toml")),
+    (
+        "headroom-reuse",
+        include_str!("../../rules/headroom-reuse.toml"),
+    ),
     ("safe", include_str!("../../rules/safe.toml")),
 ];
 
@@ -170,7 +174,7 @@ mod tests {
         );
         let err = parse_policy_arg("nope").unwrap_err().to_string();
         assert!(
-            err.contains("'nope'") && err.contains("headroom, safe"),
+            err.contains("'nope'") && err.contains("headroom, headroom-reuse, safe"),
             "{err}"
         );
     }

@@ -95,6 +95,10 @@ fn present_settings(r: &RawRule) -> Vec<(&'static str, Range<usize>)> {
     add("message", r.message.as_ref().map(Spanned::span));
     add("health", r.health.as_ref().map(Spanned::span));
     add("health_body", r.health_body.as_ref().map(Spanned::span));
+    add(
+        "health_any_host",
+        r.health_any_host.as_ref().map(Spanned::span),
+    );
     out
 }
 
@@ -311,10 +315,10 @@ impl Checker<'_> {
             }
         }
         let fallback = match &then {
-            Some((t, _)) => Some(Box::new(self.action(*t, r, defaults, None)?)),
+            Some((t, _)) => Some(Box::new(self.action(*t, r, defaults, None, true)?)),
             None => None,
         };
-        let action = self.action(kind, r, defaults, fallback)?;
+        let action = self.action(kind, r, defaults, fallback, false)?;
         if !settings_ok {
             return None;
         }
@@ -508,17 +512,21 @@ impl Checker<'_> {
         })
     }
 
-    /// Builds one action from the rule's keys (and `[defaults]`).
+    /// Builds one action from the rule's keys (and `[defaults]`). A
+    /// fallback (`then`) takes its own settings from the rule, but `timeout`
+    /// — which the rule's own action also has — belongs to the rule's action,
+    /// so the fallback's timeout comes from `[defaults]`.
     fn action(
         &mut self,
         kind: ActionKind,
         r: &RawRule,
         defaults: &Defaults,
         then: Option<Box<Action>>,
+        is_fallback: bool,
     ) -> Option<Action> {
         let timeout = match &r.timeout {
-            Some(s) => self.duration(s)?,
-            None => defaults.timeout,
+            Some(s) if !is_fallback => self.duration(s)?,
+            _ => defaults.timeout,
         };
         Some(match kind {
             ActionKind::Terminate => {
@@ -581,22 +589,44 @@ impl Checker<'_> {
                 let health = match &r.health {
                     None => None,
                     Some(h) if h.get_ref() == "tcp" => Some(Health::Tcp),
+                    Some(h) if h.get_ref().starts_with("http://") => {
+                        let any_host = r.health_any_host.as_ref().is_some_and(|b| *b.get_ref());
+                        self.check_health_url(h, any_host)?;
+                        let body = match &r.health_body {
+                            Some(b) => Some(self.regex(b)?),
+                            None => None,
+                        };
+                        Some(Health::Http {
+                            url: h.get_ref().clone(),
+                            body,
+                        })
+                    }
                     Some(h) => {
                         self.error_help(
                             format!("unsupported health check \"{}\"", h.get_ref()),
                             h.span(),
-                            "this version checks health = \"tcp\" (the holder accepts a connection)",
+                            "health is \"tcp\" or an http:// URL such as \"http://127.0.0.1:{port}/livez\" (no TLS: health checks are for loopback)",
                         );
                         return None;
                     }
                 };
-                if let Some(b) = &r.health_body {
-                    self.error_help(
-                        "`health_body` needs an http health check",
-                        b.span(),
-                        "this version only supports health = \"tcp\"",
-                    );
-                    return None;
+                if !matches!(health, Some(Health::Http { .. })) {
+                    for (key, span) in [
+                        ("health_body", r.health_body.as_ref().map(Spanned::span)),
+                        (
+                            "health_any_host",
+                            r.health_any_host.as_ref().map(Spanned::span),
+                        ),
+                    ] {
+                        if let Some(span) = span {
+                            self.error_help(
+                                format!("`{key}` needs an http health check"),
+                                span,
+                                "set health = \"http://127.0.0.1:{port}/...\"",
+                            );
+                            return None;
+                        }
+                    }
                 }
                 Action::Reuse {
                     health,
@@ -605,6 +635,36 @@ impl Checker<'_> {
                 }
             }
         })
+    }
+
+    /// An http health URL must name a loopback host (unless the policy
+    /// allows any host): a pre-start hook should not make requests to other
+    /// machines on a policy's say-so.
+    fn check_health_url(&mut self, h: &Spanned<String>, any_host: bool) -> Option<()> {
+        let rest = h.get_ref().trim_start_matches("http://");
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = if let Some(v6) = authority.strip_prefix('[') {
+            v6.split(']').next().unwrap_or("")
+        } else {
+            authority.split(':').next().unwrap_or("")
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if host.is_empty() {
+            self.error("the health URL has no host", h.span());
+            return None;
+        }
+        if !loopback && !any_host {
+            self.error_help(
+                format!("the health URL's host `{host}` is not a loopback address"),
+                h.span(),
+                "health checks go to 127.0.0.1, [::1] or localhost; set `health_any_host = true` to allow another host",
+            );
+            return None;
+        }
+        Some(())
     }
 
     fn signal(&mut self, s: &Spanned<String>) -> Option<Signal> {

@@ -41,6 +41,28 @@ pub struct Policy {
     pub text: String,
 }
 
+impl Policy {
+    /// The longest any single action of this policy may take (timeouts
+    /// and grace periods, fallbacks included): bounds how long a second
+    /// portguard waits for this one's lock.
+    pub fn longest_timeout(&self) -> Duration {
+        fn longest(a: &Action) -> Duration {
+            let own = match a {
+                Action::Terminate(t) => t.timeout.max(t.grace),
+                Action::Wait { timeout, .. } | Action::Reuse { timeout, .. } => *timeout,
+                Action::Refuse { .. } => Duration::ZERO,
+            };
+            own + a.then().map_or(Duration::ZERO, longest)
+        }
+        self.rules
+            .iter()
+            .map(|r| longest(&r.action))
+            .chain([longest(&self.defaults.action), self.defaults.timeout])
+            .max()
+            .unwrap_or_default()
+    }
+}
+
 /// `[defaults]` with every value filled in.
 #[derive(Debug, Clone)]
 pub struct Defaults {
@@ -186,7 +208,13 @@ impl ActionKind {
             ActionKind::Terminate => &["signal", "grace", "escalate", "timeout"],
             ActionKind::Wait => &["timeout", "then"],
             ActionKind::Refuse => &["message"],
-            ActionKind::Reuse => &["health", "health_body", "timeout", "then"],
+            ActionKind::Reuse => &[
+                "health",
+                "health_body",
+                "health_any_host",
+                "timeout",
+                "then",
+            ],
         }
     }
 }
@@ -269,6 +297,13 @@ pub struct Terminate {
 pub enum Health {
     /// A TCP connect to the held address succeeds.
     Tcp,
+    /// An HTTP GET answers 2xx (and its body contains `body`, when given).
+    Http {
+        /// URL template; `{port}` is replaced by the port being resolved.
+        url: String,
+        /// Regex the response body must contain.
+        body: Option<Regex>,
+    },
 }
 
 /// A signal portguard may send, by name.
@@ -432,6 +467,13 @@ impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Health::Tcp => f.write_str("a tcp connect"),
+            Health::Http { url, body } => {
+                write!(f, "GET {url}")?;
+                if let Some(re) = body {
+                    write!(f, " (body matching '{}')", re.as_str())?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -90,12 +90,15 @@ pub struct RawRule {
     /// refuse: message template with {port} {pid} {user} {uid} {exe} {cmdline} {rule}.
     #[schemars(with = "Option<String>")]
     pub message: Option<Spanned<String>>,
-    /// reuse: check that the holder answers before reusing it: "tcp" (it accepts a connection).
+    /// reuse: check that the holder answers before reusing it: "tcp" (it accepts a connection) or an http:// URL template with {port} (a 2xx answer within `timeout`). Loopback hosts only, unless `health_any_host = true`.
     #[schemars(with = "Option<String>")]
     pub health: Option<Spanned<String>>,
     /// reuse: regex the health response body must contain (http health checks).
     #[schemars(with = "Option<String>")]
     pub health_body: Option<Spanned<String>>,
+    /// reuse: allow an http health URL whose host is not loopback.
+    #[schemars(with = "Option<bool>")]
+    pub health_any_host: Option<Spanned<bool>>,
 }
 
 /// Match criteria: every given criterion must hold; an absent one matches anything.

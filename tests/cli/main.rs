@@ -11,6 +11,7 @@ mod support;
 mod explain;
 mod fixtures;
 mod headroom;
+mod hook;
 mod output;
 mod policies;
 mod policy_files;

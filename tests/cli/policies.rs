@@ -194,7 +194,6 @@ fn reuse_with_tcp_health_check_leaves_the_owner_running() {
 }
 
 #[test]
-#[ignore = "issue 4: http health checks, not built yet"]
 fn reuse_with_http_health_check_reads_the_body() {
     let proxy = Holder::tcp("127.0.0.1").spawn();
     let sandbox = Sandbox::new();
@@ -373,4 +372,53 @@ fn policy_flag_beats_everything() {
     cmd.args(&args).env("PORTGUARD_POLICY", &env_policy);
     let run = sandbox.run_command(cmd, args);
     assert_refused_by(&run, &holder, "from-flag");
+}
+
+#[test]
+fn reuse_falls_back_to_terminate_when_the_health_body_is_wrong() {
+    let holder = Holder::tcp("127.0.0.1").spawn();
+    let sandbox = Sandbox::new();
+    let policy = sandbox.policy(&policy_for_test_holders(
+        "reuse",
+        "health = \"http://127.0.0.1:{port}/livez\"\nhealth_body = '\"service\":\"something-else\"'\ntimeout = \"2s\"\nthen = \"terminate\"\ngrace = \"300ms\"",
+    ));
+    let run = resolve(&sandbox, &policy, holder.port(), &[]);
+    run.assert_exit(0);
+    let entry = run.port(holder.port());
+    assert_eq!(entry["outcome"], "freed", "{}", run.describe());
+    let events = events(&entry);
+    let health = events.iter().position(|e| e == "health");
+    let fallback = events.iter().position(|e| e == "fallback");
+    assert!(
+        health.is_some() && fallback > health,
+        "health check, then fallback\n{}",
+        run.describe()
+    );
+    assert!(signals(&entry).contains(&(holder.pid(), "SIGTERM".into())));
+    assert!(
+        holder.wait_exit(EXIT_TIMEOUT).is_some(),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn an_unhealthy_holder_without_a_fallback_fails_and_is_left_alone() {
+    // http.server answers /livez with 404.
+    let server = Holder::http_server();
+    let sandbox = Sandbox::new();
+    let policy = sandbox.policy(
+        "[[rule]]\nname = \"http\"\nmatch.cmdline = 'http\\.server'\naction = \"reuse\"\nhealth = \"http://127.0.0.1:{port}/livez\"\ntimeout = \"2s\"\n",
+    );
+    let run = resolve(&sandbox, &policy, server.port(), &[]);
+    run.assert_exit(5);
+    let entry = run.port(server.port());
+    assert_eq!(entry["outcome"], "failed", "{}", run.describe());
+    assert!(
+        entry["message"].as_str().unwrap_or("").contains("404"),
+        "{}",
+        run.describe()
+    );
+    assert!(signals(&entry).is_empty());
+    assert!(server.is_alive());
 }

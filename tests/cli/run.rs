@@ -15,7 +15,6 @@ print('bound', os.getpid(), os.getppid(), flush=True)\n\
 sys.exit(7)\n";
 
 #[test]
-#[ignore = "issue 4: portguard run, not built yet"]
 fn run_frees_the_port_then_execs_the_server() {
     let proxy = Holder::headroom_module().spawn();
     let port = proxy.port().to_string();
@@ -52,7 +51,6 @@ fn run_frees_the_port_then_execs_the_server() {
 }
 
 #[test]
-#[ignore = "issue 4: portguard run, not built yet"]
 fn run_never_starts_the_server_when_the_port_is_refused() {
     let foreign = Holder::http_server();
     let sandbox = Sandbox::new();

@@ -214,6 +214,7 @@ pub struct HolderBuilder {
     env: Vec<(String, String)>,
     workers: u32,
     ignore_sigterm: bool,
+    term_delay: Option<Duration>,
     exit_after: Option<Duration>,
     drop_to: Option<(u32, u32)>,
 }
@@ -236,6 +237,7 @@ impl HolderBuilder {
             env: Vec::new(),
             workers: 0,
             ignore_sigterm: false,
+            term_delay: None,
             exit_after: None,
             drop_to: None,
         }
@@ -291,6 +293,13 @@ impl HolderBuilder {
     /// Ignore SIGTERM: only SIGKILL ends it.
     pub fn ignore_sigterm(mut self) -> Self {
         self.ignore_sigterm = true;
+        self
+    }
+
+    /// On SIGTERM, keep holding the port this long, then exit (a server
+    /// draining its requests).
+    pub fn term_delay(mut self, delay: Duration) -> Self {
+        self.term_delay = Some(delay);
         self
     }
 
@@ -365,6 +374,7 @@ impl HolderBuilder {
             "opts": {
                 "workers": self.workers,
                 "ignore_sigterm": self.ignore_sigterm,
+                "term_delay_ms": self.term_delay.map(|d| d.as_millis() as u64),
                 "exit_after_ms": self.exit_after.map(|d| d.as_millis() as u64),
                 "drop_to": self.drop_to.map(|(uid, gid)| [uid, gid]),
                 "guard": guard_opts(),

@@ -9,6 +9,7 @@ socket and passes it as an inherited fd (`PG_HOLDER_FD`). Behaviour comes from
   workers         fork this many workers that share the socket (like uvicorn)
   ignore_sigterm  ignore SIGTERM (only SIGKILL ends it)
   exit_after_ms   exit by itself, status 0, this long after start
+  term_delay_ms   on SIGTERM keep serving this long, then exit (a draining server)
   guard           [pid, start_ticks] of the test process: exit when it is gone,
                   so a crashed test run leaves nothing behind
   drop_to         [uid, gid]: become this user once the interpreter is loaded
@@ -127,6 +128,13 @@ def main():
         os.setuid(uid)
     if OPTS.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif OPTS.get("term_delay_ms") is not None:
+        delay = OPTS["term_delay_ms"] / 1000
+
+        def drain_then_exit(*_):
+            threading.Timer(delay, os._exit, args=(0,)).start()
+
+        signal.signal(signal.SIGTERM, drain_then_exit)
     else:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     workers = []
