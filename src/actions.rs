@@ -18,6 +18,7 @@ use serde::Serialize;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest pause between two socket-table re-checks while waiting.
@@ -227,6 +228,8 @@ pub struct Actor<'a> {
     pub signaller: &'a (dyn Signaller + Sync),
     /// Progress display while waiting (a spinner on a terminal, or nothing).
     pub progress: &'a (dyn Progress + Sync),
+    /// Set by SIGINT/SIGTERM: stop sending signals, report what was done.
+    pub interrupted: &'a AtomicBool,
     /// Protected processes and the caller's identity.
     pub ctx: &'a Context,
 }
@@ -250,6 +253,35 @@ enum SignalResult {
 }
 
 impl Actor<'_> {
+    /// Whether portguard was asked to stop (SIGINT/SIGTERM).
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+
+    /// The result of a run stopped by SIGINT/SIGTERM: what was signalled so
+    /// far, and that nothing further will be.
+    fn interrupted_result(&self, state: &PortState, steps: &mut Steps) -> ActionResult {
+        let sent: Vec<String> = steps
+            .list
+            .iter()
+            .filter(|s| s.event == "signal")
+            .map(|s| format!("{} to pid {}", s.signal.unwrap_or("?"), s.pid.unwrap_or(0)))
+            .collect();
+        steps.push("interrupted", None, None, None);
+        let done = if sent.is_empty() {
+            "before any signal was sent".to_string()
+        } else {
+            format!("after sending {}", sent.join(", "))
+        };
+        ActionResult::done(
+            Outcome::Failed,
+            format!(
+                "port {}: interrupted {done}; nothing further was signalled",
+                state.port
+            ),
+        )
+    }
+
     /// Carries out `action` on the holders of `state`. `targets` are the
     /// holder indices a terminate signals (every member of every group).
     pub fn run(
@@ -314,6 +346,7 @@ impl Actor<'_> {
     ) -> ActionResult {
         let why = failure();
         match then {
+            Some(_) if self.is_interrupted() => self.interrupted_result(state, steps),
             Some(next) => {
                 steps.push(
                     "fallback",
@@ -381,6 +414,9 @@ impl Actor<'_> {
         }
         let mut live: Vec<Live> = Vec::new();
         for &i in targets {
+            if self.is_interrupted() {
+                return self.interrupted_result(state, steps);
+            }
             let h = &state.holders[i];
             let Some(id) = h.id() else {
                 let pid = h.pid.unwrap_or(0);
@@ -420,8 +456,14 @@ impl Actor<'_> {
         let mut tick = FIRST_TICK;
         loop {
             if self.port_is_free(state) {
+                if let Some(taken) = self.settle(t.settle, state, targets, steps) {
+                    return taken;
+                }
                 steps.push("free", None, None, None);
                 return ActionResult::done(Outcome::Freed, freed_message(state, targets, steps));
+            }
+            if self.is_interrupted() {
+                return self.interrupted_result(state, steps);
             }
             if live.is_empty() {
                 return ActionResult {
@@ -512,6 +554,53 @@ impl Actor<'_> {
         }
     }
 
+    /// A freed port whose terminated holder still had a live parent may be
+    /// taken again at once by that parent (a supervisor restarting its
+    /// server). Watches the port for `settle`; `Some` (still held, discover
+    /// again) when it was taken. Orphans — stale processes, the case this
+    /// tool exists for — have no one to restart them and skip the wait.
+    fn settle(
+        &self,
+        settle: Duration,
+        state: &PortState,
+        targets: &[usize],
+        steps: &mut Steps,
+    ) -> Option<ActionResult> {
+        let supervised = targets.iter().any(|&i| {
+            let h = &state.holders[i];
+            h.orphan == Some(false)
+                && h.ppid
+                    .is_some_and(|p| !targets.iter().any(|&j| state.holders[j].pid == Some(p)))
+        });
+        if !supervised || settle.is_zero() {
+            return None;
+        }
+        let until = Instant::now() + settle;
+        while Instant::now() < until && !self.is_interrupted() {
+            std::thread::sleep(
+                Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())),
+            );
+            if matches!(self.discovery.holding_sockets(state.port, state.protocol), Ok(s) if !s.is_empty())
+            {
+                steps.push(
+                    "retaken",
+                    None,
+                    None,
+                    Some("the port was bound again right after it was freed".into()),
+                );
+                return Some(ActionResult {
+                    outcome: Outcome::Failed,
+                    message: format!(
+                        "port {} was taken again right after it was freed",
+                        state.port
+                    ),
+                    still_held: true,
+                });
+            }
+        }
+        None
+    }
+
     /// Re-checks identity and socket ownership, then signals. `Gone` when
     /// the process exited, was replaced (pid reuse) or let go of the socket.
     fn signal_one(
@@ -588,6 +677,9 @@ impl Actor<'_> {
                         steps.elapsed_ms()
                     ),
                 ));
+            }
+            if self.is_interrupted() {
+                return Some(self.interrupted_result(state, steps));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -980,6 +1072,7 @@ mod tests {
             grace: Duration::from_millis(grace_ms),
             escalate: Some(Signal::KILL),
             timeout: Duration::from_millis(grace_ms + 500),
+            settle: Duration::ZERO,
         }
     }
 
@@ -990,6 +1083,7 @@ mod tests {
             table: world,
             signaller: world,
             progress: &crate::progress::Silent,
+            interrupted: &AtomicBool::new(false),
             ctx: &ctx,
         };
         let mut steps = Steps::new();

@@ -19,8 +19,9 @@ use std::io::IsTerminal;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Output format.
@@ -94,6 +95,19 @@ struct Session {
     table: ProcfsTable,
     ctx: Context,
     progress: Box<dyn Progress + Send + Sync>,
+    interrupted: Arc<AtomicBool>,
+}
+
+/// From here on SIGINT and SIGTERM no longer kill portguard mid-action:
+/// the first one stops all further signalling, and the run reports what it
+/// did so far (exit 5). A second one ends portguard at once (128 + signal).
+fn watch_interrupts(flag: &Arc<AtomicBool>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(flag));
+        let _ = signal_hook::flag::register(sig, Arc::clone(flag));
+    }
 }
 
 impl Session {
@@ -109,6 +123,7 @@ impl Session {
             table: ProcfsTable::default(),
             ctx: Context::for_this_process(&self_and_ancestors()),
             progress,
+            interrupted: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -119,6 +134,7 @@ impl Session {
             signaller: &PidfdSignaller,
             ctx: &self.ctx,
             progress: self.progress.as_ref(),
+            interrupted: &self.interrupted,
         }
     }
 
@@ -136,7 +152,7 @@ impl Session {
             return resolve_port(&actor, policy, port, proto, true);
         }
         let wait = policy.longest_timeout() * crate::resolver::MAX_ROUNDS as u32 + LOCK_SLACK;
-        let lock = match lock::acquire(port, proto, wait) {
+        let lock = match lock::acquire(port, proto, wait, &self.interrupted) {
             Ok(lock) => lock,
             Err(e) => {
                 return Ok(PortReport::not_attempted(
@@ -174,6 +190,9 @@ impl Session {
         proto: Protocol,
         dry_run: bool,
     ) -> Result<(Vec<PortReport>, Exit), (u16, DiscoveryError)> {
+        if !dry_run {
+            watch_interrupts(&self.interrupted);
+        }
         let slots: Vec<Mutex<Option<Result<PortReport, DiscoveryError>>>> =
             ports.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);

@@ -14,6 +14,7 @@ use rustix::io::Errno;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Why a port could not be locked.
@@ -33,6 +34,14 @@ pub enum LockError {
         "refusing to use the lock directory {0}: it is not a directory owned only by this user"
     )]
     Unsafe(PathBuf),
+    /// SIGINT/SIGTERM arrived while waiting.
+    #[error("interrupted while waiting for another portguard resolving port {port}/{proto}; nothing was signalled")]
+    Interrupted {
+        /// The port.
+        port: u16,
+        /// Its protocol.
+        proto: Protocol,
+    },
     /// Another portguard held the lock for longer than we wait.
     #[error("another portguard has been resolving port {port}/{proto} for more than {waited:?}; giving up")]
     Timeout {
@@ -83,9 +92,15 @@ fn private_dir(dir: &Path) -> Result<(), LockError> {
     Ok(())
 }
 
-/// Takes the lock of `port`, waiting up to `timeout` for another portguard.
-pub fn acquire(port: u16, proto: Protocol, timeout: Duration) -> Result<PortLock, LockError> {
-    acquire_in(&lock_dir(), port, proto, timeout)
+/// Takes the lock of `port`, waiting up to `timeout` for another portguard
+/// (and giving up early when `interrupted` is set).
+pub fn acquire(
+    port: u16,
+    proto: Protocol,
+    timeout: Duration,
+    interrupted: &AtomicBool,
+) -> Result<PortLock, LockError> {
+    acquire_in(&lock_dir(), port, proto, timeout, interrupted)
 }
 
 /// [`acquire`] with an explicit directory (tests).
@@ -94,6 +109,7 @@ pub fn acquire_in(
     port: u16,
     proto: Protocol,
     timeout: Duration,
+    interrupted: &AtomicBool,
 ) -> Result<PortLock, LockError> {
     private_dir(dir)?;
     let path = dir.join(format!("{proto}-{port}.lock"));
@@ -126,6 +142,9 @@ pub fn acquire_in(
                 })
             }
         }
+        if interrupted.load(Ordering::Relaxed) {
+            return Err(LockError::Interrupted { port, proto });
+        }
         let waited = start.elapsed();
         if waited >= timeout {
             return Err(LockError::Timeout {
@@ -143,24 +162,39 @@ pub fn acquire_in(
 mod tests {
     use super::*;
 
+    static NO: AtomicBool = AtomicBool::new(false);
+
+    #[test]
+    fn an_interrupt_ends_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = acquire_in(dir.path(), 9, Protocol::Tcp, Duration::ZERO, &NO).unwrap();
+        let stop = AtomicBool::new(true);
+        let err =
+            acquire_in(dir.path(), 9, Protocol::Tcp, Duration::from_secs(60), &stop).unwrap_err();
+        assert!(
+            matches!(err, LockError::Interrupted { port: 9, .. }),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_second_lock_waits_until_the_first_is_released() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("locks");
-        let first = acquire_in(&d, 8787, Protocol::Tcp, Duration::ZERO).unwrap();
-        let err = acquire_in(&d, 8787, Protocol::Tcp, Duration::from_millis(30)).unwrap_err();
+        let first = acquire_in(&d, 8787, Protocol::Tcp, Duration::ZERO, &NO).unwrap();
+        let err = acquire_in(&d, 8787, Protocol::Tcp, Duration::from_millis(30), &NO).unwrap_err();
         assert!(
             matches!(err, LockError::Timeout { port: 8787, .. }),
             "{err}"
         );
         // Another port, or UDP on the same number, is independent.
-        acquire_in(&d, 8788, Protocol::Tcp, Duration::ZERO).unwrap();
-        acquire_in(&d, 8787, Protocol::Udp, Duration::ZERO).unwrap();
+        acquire_in(&d, 8788, Protocol::Tcp, Duration::ZERO, &NO).unwrap();
+        acquire_in(&d, 8787, Protocol::Udp, Duration::ZERO, &NO).unwrap();
         let releaser = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             drop(first);
         });
-        let second = acquire_in(&d, 8787, Protocol::Tcp, Duration::from_secs(5)).unwrap();
+        let second = acquire_in(&d, 8787, Protocol::Tcp, Duration::from_secs(5), &NO).unwrap();
         assert!(
             second.waited >= Duration::from_millis(40),
             "{:?}",
@@ -176,12 +210,12 @@ mod tests {
         let d = dir.path().join("shared");
         std::fs::create_dir(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = acquire_in(&d, 1, Protocol::Tcp, Duration::ZERO).unwrap_err();
+        let err = acquire_in(&d, 1, Protocol::Tcp, Duration::ZERO, &NO).unwrap_err();
         assert!(matches!(err, LockError::Unsafe(_)), "{err}");
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(dir.path(), &link).unwrap();
         assert!(matches!(
-            acquire_in(&link, 1, Protocol::Tcp, Duration::ZERO),
+            acquire_in(&link, 1, Protocol::Tcp, Duration::ZERO, &NO),
             Err(LockError::Unsafe(_))
         ));
     }

@@ -146,6 +146,12 @@ pub fn resolve_port(
             rounds.push((state, decision));
             return finish(rounds, steps, outcome, message);
         }
+        if actor.is_interrupted() {
+            rounds.push((state, decision));
+            let message =
+                format!("port {port}/{protocol}: interrupted before acting; nothing was signalled");
+            return finish(rounds, steps, Outcome::Failed, message);
+        }
         if round > 1 {
             steps.push(
                 "rediscover",

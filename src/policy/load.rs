@@ -18,6 +18,9 @@ use toml::Spanned;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Long enough for a supervisor's immediate restart (systemd's default
+/// `RestartSec` is 100 ms), short enough not to slow a hook noticeably.
+const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
 
 /// Reads and checks the policy file at `path`.
 pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
@@ -128,6 +131,7 @@ impl Checker<'_> {
             action: Action::Refuse { message: None },
             grace: DEFAULT_GRACE,
             timeout: DEFAULT_TIMEOUT,
+            settle: DEFAULT_SETTLE,
         };
         let rule_defaults = defaults.as_ref().unwrap_or(&fallback);
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -222,6 +226,10 @@ impl Checker<'_> {
             Some(s) => self.duration(s),
             None => Some(DEFAULT_TIMEOUT),
         };
+        let settle = match raw.and_then(|d| d.settle.as_ref()) {
+            Some(s) => self.duration(s),
+            None => Some(DEFAULT_SETTLE),
+        };
         let kind = match raw.and_then(|d| d.action.as_ref()) {
             Some(s) => {
                 let kind = self.action_kind(s);
@@ -237,7 +245,7 @@ impl Checker<'_> {
             }
             None => Some(ActionKind::Refuse),
         };
-        let (grace, timeout, kind) = (grace?, timeout?, kind?);
+        let (grace, timeout, settle, kind) = (grace?, timeout?, settle?, kind?);
         let action = match kind {
             ActionKind::Wait => Action::Wait {
                 timeout,
@@ -254,6 +262,7 @@ impl Checker<'_> {
             action,
             grace,
             timeout,
+            settle,
         })
     }
 
@@ -574,6 +583,7 @@ impl Checker<'_> {
                     grace,
                     escalate,
                     timeout,
+                    settle: defaults.settle,
                 })
             }
             ActionKind::Wait => Action::Wait { timeout, then },
@@ -963,6 +973,7 @@ message = "{port} {pid}"
                         grace: Duration::from_secs(3),
                         escalate: Some(Signal::KILL),
                         timeout: Duration::from_secs(10),
+                        settle: Duration::from_millis(250),
                     }
                 );
             }

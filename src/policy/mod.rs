@@ -73,6 +73,9 @@ pub struct Defaults {
     pub grace: Duration,
     /// Default timeout of `wait`, `reuse` and `terminate`.
     pub timeout: Duration,
+    /// How long a freed port whose holder had a live parent is watched for
+    /// a restarted server.
+    pub settle: Duration,
 }
 
 /// A checked rule.
@@ -290,6 +293,9 @@ pub struct Terminate {
     pub escalate: Option<Signal>,
     /// Give up this long after the first signal.
     pub timeout: Duration,
+    /// After the port is free, watch it this long for a restarted server
+    /// when a terminated holder had a live parent (`[defaults] settle`).
+    pub settle: Duration,
 }
 
 /// How `reuse` checks that the holder is alive and answering.

@@ -48,6 +48,11 @@ pub struct RawDefaults {
     /// wait, reuse, and terminate overall: give up after this (default "10s"). A humantime duration.
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,
+    /// terminate: after freeing a port whose holder still had a live parent
+    /// (a possible supervisor), watch it this long for a restarted server
+    /// before reporting it freed (default "250ms"; "0s" turns it off).
+    #[schemars(with = "Option<String>")]
+    pub settle: Option<Spanned<String>>,
 }
 
 /// A rule: which holders it matches and what to do with them.

@@ -16,5 +16,6 @@ mod output;
 mod policies;
 mod policy_files;
 mod run;
+mod safety;
 mod usage;
 mod who;
