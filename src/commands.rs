@@ -4,8 +4,9 @@
 
 use crate::actions::{Actor, PidfdSignaller, Step};
 use crate::discovery::procfs::{self_and_ancestors, ProcfsTable};
+pub use crate::discovery::Backend;
 use crate::discovery::DiscoveryError;
-use crate::discovery::{backend, Backend};
+use crate::discovery::{backend, backend_with};
 use crate::evaluate::Context;
 use crate::exit::Exit;
 use crate::lock;
@@ -51,6 +52,8 @@ pub struct ResolveOptions {
     pub verbose: bool,
     /// `-q`: print nothing on success.
     pub quiet: bool,
+    /// `--backend`: how holders are discovered.
+    pub backend: Backend,
 }
 
 /// Where output goes, so tests can capture it.
@@ -111,7 +114,7 @@ fn watch_interrupts(flag: &Arc<AtomicBool>) {
 }
 
 impl Session {
-    fn new(show_progress: bool) -> Self {
+    fn new(show_progress: bool, which: Backend) -> Self {
         let progress: Box<dyn Progress + Send + Sync> =
             if show_progress && std::io::stderr().is_terminal() {
                 Box::new(Spinner::default())
@@ -119,7 +122,7 @@ impl Session {
                 Box::new(Silent)
             };
         Session {
-            discovery: backend(Backend::default()),
+            discovery: backend(which),
             table: ProcfsTable::default(),
             ctx: Context::for_this_process(&self_and_ancestors()),
             progress,
@@ -249,7 +252,7 @@ pub fn resolve(opts: &ResolveOptions, io: &mut Io<'_>) -> Exit {
             info.name, info.source, info.chosen_by
         );
     }
-    let session = Session::new(!opts.quiet);
+    let session = Session::new(!opts.quiet, opts.backend);
     let proto = protocol(opts.udp);
     let (reports, exit) =
         match session.resolve_all(&policy, &expand(&opts.ports), proto, opts.explain) {
@@ -295,6 +298,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// The server to start: program and arguments.
     pub command: Vec<std::ffi::OsString>,
+    /// `--backend`.
+    pub backend: Backend,
 }
 
 /// `portguard run`: resolves the ports, then replaces itself with the
@@ -308,7 +313,7 @@ pub fn run(opts: &RunOptions, io: &mut Io<'_>) -> Exit {
         Err(code) => return code,
     };
     let info = PolicyInfo::new(&policy, why);
-    let session = Session::new(!opts.quiet);
+    let session = Session::new(!opts.quiet, opts.backend);
     let proto = protocol(opts.udp);
     let (reports, exit) = match session.resolve_all(&policy, &expand(&opts.ports), proto, false) {
         Ok(done) => done,
@@ -356,8 +361,14 @@ pub fn run(opts: &RunOptions, io: &mut Io<'_>) -> Exit {
 }
 
 /// `portguard who`: discovery only; exits 0 whether held or free.
-pub fn who(ports: &[PortRange], udp: bool, format: Format, io: &mut Io<'_>) -> Exit {
-    let discovery = backend(Backend::default());
+pub fn who(
+    ports: &[PortRange],
+    udp: bool,
+    format: Format,
+    which: Backend,
+    io: &mut Io<'_>,
+) -> Exit {
+    let discovery = backend_with(which, true);
     let proto = protocol(udp);
     let mut states: Vec<PortState> = Vec::new();
     for port in expand(ports) {

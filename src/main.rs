@@ -2,7 +2,7 @@
 //! documented code. Nothing else lives here.
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use portguard::commands::{self, Format, Io, ResolveOptions};
+use portguard::commands::{self, Backend, Format, Io, ResolveOptions};
 use portguard::exit::{Exit, EXIT_CODES_HELP};
 use portguard::ports::PortRange;
 use std::path::PathBuf;
@@ -57,6 +57,9 @@ enum Command {
         /// Print nothing on success.
         #[arg(short, long)]
         quiet: bool,
+        /// How holders are discovered: native (netlink + /proc), procfs, or lsof.
+        #[arg(long, default_value = "native", value_name = "NAME")]
+        backend: Backend,
     },
     /// Resolve the port(s), then replace portguard with CMD (same pid).
     ///
@@ -79,6 +82,9 @@ enum Command {
         /// Print nothing on success.
         #[arg(short, long)]
         quiet: bool,
+        /// How holders are discovered: native (netlink + /proc), procfs, or lsof.
+        #[arg(long, default_value = "native", value_name = "NAME")]
+        backend: Backend,
         /// The command to start, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<std::ffi::OsString>,
@@ -94,6 +100,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
         format: FormatArg,
+        /// How holders are discovered: native (netlink + /proc), procfs, or lsof.
+        #[arg(long, default_value = "native", value_name = "NAME")]
+        backend: Backend,
     },
     /// Validate policy files: every problem with file:line:column.
     Check {
@@ -127,6 +136,10 @@ fn main() -> Exit {
         eprintln!("portguard: internal error: {info}; nothing further was touched");
         std::process::exit(i32::from(Exit::Internal.code()));
     }));
+    // Debug builds only: lets the test suite prove the hook above.
+    if cfg!(debug_assertions) && std::env::var_os("PORTGUARD_TEST_PANIC").is_some() {
+        panic!("requested by PORTGUARD_TEST_PANIC");
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -153,6 +166,7 @@ fn main() -> Exit {
             format,
             verbose,
             quiet,
+            backend,
         } => commands::resolve(
             &ResolveOptions {
                 ports,
@@ -162,6 +176,7 @@ fn main() -> Exit {
                 format: format.into(),
                 verbose,
                 quiet,
+                backend,
             },
             &mut io,
         ),
@@ -171,6 +186,7 @@ fn main() -> Exit {
             udp,
             verbose,
             quiet,
+            backend,
             command,
         } => commands::run(
             &commands::RunOptions {
@@ -180,10 +196,16 @@ fn main() -> Exit {
                 verbose,
                 quiet,
                 command,
+                backend,
             },
             &mut io,
         ),
-        Command::Who { ports, udp, format } => commands::who(&ports, udp, format.into(), &mut io),
+        Command::Who {
+            ports,
+            udp,
+            format,
+            backend,
+        } => commands::who(&ports, udp, format.into(), backend, &mut io),
         Command::Check {
             files,
             deny_warnings,

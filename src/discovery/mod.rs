@@ -350,7 +350,16 @@ impl std::str::FromStr for Backend {
 /// goes through here, so adding one touches neither the evaluator nor the
 /// commands.
 pub fn backend(which: Backend) -> Box<dyn Discovery + Send + Sync> {
+    backend_with(which, false)
+}
+
+/// [`backend`], also listing the sockets on the port that do not hold it
+/// (`PortState::others`) — what `who` reports. The native backend skips
+/// them by default: finding them walks the kernel's whole connection table.
+pub fn backend_with(which: Backend, others: bool) -> Box<dyn Discovery + Send + Sync> {
     match which {
+        #[cfg(target_os = "linux")]
+        Backend::Native if others => Box::new(netlink::NetlinkDiscovery::default().with_others()),
         #[cfg(target_os = "linux")]
         Backend::Native => Box::new(netlink::NetlinkDiscovery::default()),
         #[cfg(not(target_os = "linux"))]

@@ -135,3 +135,17 @@ fn broken_portguard_toml_in_cwd_is_an_error_not_a_fallback() {
     assert!(run.stderr.contains("portguard.toml"), "{}", run.describe());
     assert!(proxy.is_alive());
 }
+
+#[test]
+fn a_bug_exits_70_with_a_message_never_101() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.command();
+    cmd.env("PORTGUARD_TEST_PANIC", "1");
+    let run = sandbox.run_command(cmd, vec!["(panic)".into()]);
+    run.assert_exit(70);
+    assert!(
+        run.stderr.contains("internal error") && run.stderr.contains("nothing further was touched"),
+        "{}",
+        run.describe()
+    );
+}

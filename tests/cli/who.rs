@@ -109,3 +109,35 @@ fn who_human_output_names_pid_and_address() {
     );
     assert!(server.is_alive());
 }
+
+#[test]
+fn every_backend_finds_the_same_holder() {
+    let holder = Holder::tcp("127.0.0.1").workers(1).spawn();
+    let port = holder.port().to_string();
+    let mut seen = Vec::new();
+    for backend in ["native", "procfs", "lsof"] {
+        if backend == "lsof"
+            && std::process::Command::new("lsof")
+                .arg("-v")
+                .output()
+                .is_err()
+        {
+            eprintln!("lsof not installed; .ci/run installs it");
+            continue;
+        }
+        let run = Sandbox::new().run(["who", &port, "--backend", backend, "--format", "json"]);
+        run.assert_exit(0);
+        let mut pids = holder_pids(&run.port(holder.port()));
+        pids.sort_unstable();
+        seen.push((backend, pids));
+    }
+    let mut want = holder.all_pids();
+    want.sort_unstable();
+    for (backend, pids) in &seen {
+        assert_eq!(pids, &want, "{backend}");
+    }
+    // resolve uses the backend too.
+    let run = Sandbox::new().run(["resolve", &port, "--backend", "procfs", "--explain"]);
+    run.assert_exit(4);
+    assert!(holder.all_alive());
+}
