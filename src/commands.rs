@@ -360,15 +360,17 @@ pub fn run(opts: &RunOptions, io: &mut Io<'_>) -> Exit {
     }
 }
 
-/// `portguard who`: discovery only; exits 0 whether held or free.
+/// `portguard who`: discovery only; exits 0 whether held or free. With
+/// `all`, also the sockets on the port that do not hold it.
 pub fn who(
     ports: &[PortRange],
     udp: bool,
     format: Format,
     which: Backend,
+    all: bool,
     io: &mut Io<'_>,
 ) -> Exit {
-    let discovery = backend_with(which, true);
+    let discovery = backend_with(which, all);
     let proto = protocol(udp);
     let mut states: Vec<PortState> = Vec::new();
     for port in expand(ports) {

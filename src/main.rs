@@ -103,6 +103,9 @@ enum Command {
         /// How holders are discovered: native (netlink + /proc), procfs, or lsof.
         #[arg(long, default_value = "native", value_name = "NAME")]
         backend: Backend,
+        /// Also list sockets on the port that do not hold it (connections).
+        #[arg(short, long)]
+        all: bool,
     },
     /// Validate policy files: every problem with file:line:column.
     Check {
@@ -205,7 +208,8 @@ fn main() -> Exit {
             udp,
             format,
             backend,
-        } => commands::who(&ports, udp, format.into(), backend, &mut io),
+            all,
+        } => commands::who(&ports, udp, format.into(), backend, all, &mut io),
         Command::Check {
             files,
             deny_warnings,

@@ -141,3 +141,34 @@ fn every_backend_finds_the_same_holder() {
     run.assert_exit(4);
     assert!(holder.all_alive());
 }
+
+#[test]
+fn who_all_also_lists_connections_on_the_port() {
+    // The test process itself holds the listener and both ends of a connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (_server_side, _) = listener.accept().unwrap();
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(["who", &port.to_string(), "--all", "--format", "json"]);
+    run.assert_exit(0);
+    let others = run.port(port)["others"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        others
+            .iter()
+            .any(|o| o["state"] == "ESTABLISHED" && o["local"] == format!("127.0.0.1:{port}")),
+        "{}",
+        run.describe()
+    );
+    let run = sandbox.run(["who", &port.to_string(), "--format", "json"]);
+    assert_eq!(
+        run.port(port)["others"],
+        serde_json::json!([]),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(holder_pids(&run.port(port)), vec![std::process::id()]);
+}
