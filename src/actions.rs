@@ -19,6 +19,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Longest pause between two socket-table re-checks while waiting.
@@ -231,7 +232,9 @@ pub struct Actor<'a> {
     /// Set by SIGINT/SIGTERM: stop sending signals, report what was done.
     pub interrupted: &'a AtomicBool,
     /// Protected processes and the caller's identity.
-    pub ctx: &'a Context,
+    /// Who is asking and what is protected; filled on first use (see
+    /// [`Actor::ctx`]).
+    pub ctx: &'a OnceLock<Context>,
 }
 
 impl std::fmt::Debug for Actor<'_> {
@@ -253,6 +256,15 @@ enum SignalResult {
 }
 
 impl Actor<'_> {
+    /// The caller's identity and the protected processes. Found on first
+    /// use — walking the ancestors and asking NSS for a user name cost more
+    /// than answering a free port, which never needs them.
+    pub fn ctx(&self) -> &Context {
+        self.ctx.get_or_init(|| {
+            Context::for_this_process(&crate::discovery::procfs::self_and_ancestors())
+        })
+    }
+
     /// Whether portguard was asked to stop (SIGINT/SIGTERM).
     pub fn is_interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Relaxed)
@@ -380,7 +392,7 @@ impl Actor<'_> {
     ) -> ActionResult {
         // Defence in depth: the evaluator already planned a refusal for
         // these, but no code path may signal them.
-        match blocked_target(targets, &state.holders, self.ctx) {
+        match blocked_target(targets, &state.holders, self.ctx()) {
             Some(Blocked::Protected { pid, why }) => {
                 return ActionResult::done(
                     Outcome::Refused,
@@ -770,7 +782,7 @@ const HEALTH_BODY_LIMIT: u64 = 64 * 1024;
 /// `body` (when given). Environment proxies are ignored: the URL is loopback.
 fn http_health(
     url: &str,
-    body: Option<&regex::Regex>,
+    body: Option<&crate::policy::Pattern>,
     timeout: Duration,
 ) -> Result<String, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -1084,7 +1096,7 @@ mod tests {
             signaller: world,
             progress: &crate::progress::Silent,
             interrupted: &AtomicBool::new(false),
-            ctx: &ctx,
+            ctx: &OnceLock::from(ctx),
         };
         let mut steps = Steps::new();
         let targets: Vec<usize> = (0..st.holders.len()).collect();

@@ -3,26 +3,25 @@
 //! arguments and calls these.
 
 use crate::actions::{Actor, PidfdSignaller, Step};
-use crate::discovery::procfs::{self_and_ancestors, ProcfsTable};
+use crate::discovery::procfs::ProcfsTable;
 pub use crate::discovery::Backend;
-use crate::discovery::DiscoveryError;
 use crate::discovery::{backend, backend_with};
 use crate::evaluate::Context;
 use crate::exit::Exit;
 use crate::lock;
 use crate::model::{PortState, Protocol};
-use crate::policy::{locate, LookupEnv, Policy, PolicySource};
+use crate::policy::{locate, LookupEnv, Policy, PolicyError, PolicySource};
 use crate::ports::{expand, PortRange};
 use crate::progress::{Progress, Silent, Spinner};
 use crate::render::{self, PolicyInfo};
-use crate::resolver::{resolve_port, PortReport};
+use crate::resolver::{resolve_port, PortReport, ResolveError};
 use std::io::IsTerminal;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Output format.
@@ -96,7 +95,7 @@ const MAX_PARALLEL: usize = 16;
 struct Session {
     discovery: Box<dyn crate::discovery::Discovery + Send + Sync>,
     table: ProcfsTable,
-    ctx: Context,
+    ctx: OnceLock<Context>,
     progress: Box<dyn Progress + Send + Sync>,
     interrupted: Arc<AtomicBool>,
 }
@@ -124,7 +123,7 @@ impl Session {
         Session {
             discovery: backend(which),
             table: ProcfsTable::default(),
-            ctx: Context::for_this_process(&self_and_ancestors()),
+            ctx: OnceLock::new(),
             progress,
             interrupted: Arc::new(AtomicBool::new(false)),
         }
@@ -149,7 +148,7 @@ impl Session {
         port: u16,
         proto: Protocol,
         dry_run: bool,
-    ) -> Result<PortReport, DiscoveryError> {
+    ) -> Result<PortReport, ResolveError> {
         let actor = self.actor();
         if dry_run {
             return resolve_port(&actor, policy, port, proto, true);
@@ -192,11 +191,19 @@ impl Session {
         ports: &[u16],
         proto: Protocol,
         dry_run: bool,
-    ) -> Result<(Vec<PortReport>, Exit), (u16, DiscoveryError)> {
+    ) -> Result<(Vec<PortReport>, Exit), (u16, ResolveError)> {
         if !dry_run {
             watch_interrupts(&self.interrupted);
         }
-        let slots: Vec<Mutex<Option<Result<PortReport, DiscoveryError>>>> =
+        if let [port] = ports {
+            // One port (the common hook): no thread to start.
+            let report = self
+                .resolve_one(policy, *port, proto, dry_run)
+                .map_err(|e| (*port, e))?;
+            let exit = report.exit();
+            return Ok((vec![report], exit));
+        }
+        let slots: Vec<Mutex<Option<Result<PortReport, ResolveError>>>> =
             ports.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         std::thread::scope(|scope| {
@@ -257,10 +264,7 @@ pub fn resolve(opts: &ResolveOptions, io: &mut Io<'_>) -> Exit {
     let (reports, exit) =
         match session.resolve_all(&policy, &expand(&opts.ports), proto, opts.explain) {
             Ok(done) => done,
-            Err((port, e)) => {
-                let _ = writeln!(io.err, "portguard: port {port}/{proto}: {e}");
-                return Exit::Internal;
-            }
+            Err((port, e)) => return report_error(port, proto, &e, io),
         };
     match opts.format {
         Format::Json => {
@@ -281,6 +285,21 @@ pub fn resolve(opts: &ResolveOptions, io: &mut Io<'_>) -> Exit {
         }
     }
     exit
+}
+
+/// A port that could not be resolved: a policy error is exit 2 (nothing
+/// was touched), anything else exit 70.
+fn report_error(port: u16, proto: Protocol, e: &ResolveError, io: &mut Io<'_>) -> Exit {
+    match e {
+        ResolveError::Policy(invalid) => {
+            let _ = writeln!(io.err, "portguard: {}", invalid.render_all());
+            Exit::Usage
+        }
+        ResolveError::Discovery(d) => {
+            let _ = writeln!(io.err, "portguard: port {port}/{proto}: {d}");
+            Exit::Internal
+        }
+    }
 }
 
 /// Options of `portguard run`.
@@ -317,10 +336,7 @@ pub fn run(opts: &RunOptions, io: &mut Io<'_>) -> Exit {
     let proto = protocol(opts.udp);
     let (reports, exit) = match session.resolve_all(&policy, &expand(&opts.ports), proto, false) {
         Ok(done) => done,
-        Err((port, e)) => {
-            let _ = writeln!(io.err, "portguard: port {port}/{proto}: {e}");
-            return Exit::Internal;
-        }
+        Err((port, e)) => return report_error(port, proto, &e, io),
     };
     for r in &reports {
         if opts.verbose {
@@ -389,9 +405,13 @@ pub fn who(
     Exit::Free
 }
 
-/// Loads one policy file for `check`/`test`, writing its errors to stderr.
+/// Loads one policy file for `check`/`test`, compiling every regex, and
+/// writes its errors to stderr.
 fn load_file(file: &std::path::Path, io: &mut Io<'_>) -> Option<Policy> {
-    match PolicySource::File(file.to_path_buf()).load() {
+    let loaded = PolicySource::File(file.to_path_buf())
+        .load()
+        .and_then(|p| p.compile().map(|()| p).map_err(PolicyError::Invalid));
+    match loaded {
         Ok(policy) => Some(policy),
         Err(e) => {
             let _ = writeln!(io.err, "{e}");

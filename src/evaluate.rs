@@ -694,3 +694,354 @@ pub(crate) mod tests {
         assert!(st.is_free() && st.holders.is_empty() && st.groups.is_empty());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    //! The evaluation invariant, for random policies and owners (proptest):
+    //! a rule never applies when any group root fails one of its criteria,
+    //! the first applying rule in file order wins, the default applies when
+    //! none does, and a terminate is never planned against a protected or
+    //! pid-less holder without being blocked. Every expectation is computed
+    //! here from the owners and the rule specs, independently of `evaluate`.
+    use super::*;
+    use crate::discovery::group_holders;
+    use crate::model::{Protocol, SocketEntry};
+    use crate::policy::{load_source, PolicySource};
+    use proptest::prelude::*;
+    use std::fmt::Write as _;
+
+    const CMDLINES: [&str; 5] = ["^python", "proxy", "worker$", "^nginx", r"\bheadroom\b"];
+    const EXES: [&str; 3] = ["^/usr/bin/python3", "nginx$", "python"];
+    const PORTS: [(u16, u16); 3] = [(8787, 8787), (9000, 9010), (80, 80)];
+    const RESOLVED: [u16; 4] = [8787, 9005, 80, 443];
+    const ARGS: [&str; 7] = [
+        "python3", "nginx", "proxy", "headroom", "worker", "-m", "a\nb",
+    ];
+    const EXE_PATHS: [&str; 3] = ["/usr/bin/python3.12", "/usr/sbin/nginx", "/opt/headroom"];
+    const NAMES: [&str; 2] = ["alice", "bob"];
+    const UIDS: [u32; 3] = [0, 1000, 1001];
+
+    #[derive(Debug, Clone)]
+    enum UserPick {
+        Me,
+        Uid(u32),
+        Name(&'static str),
+    }
+
+    #[derive(Debug, Clone)]
+    struct RuleSpec {
+        ports: Option<Vec<(u16, u16)>>,
+        cmdline: Option<&'static str>,
+        exe: Option<&'static str>,
+        users: Option<Vec<UserPick>>,
+        orphan: Option<bool>,
+        action: &'static str,
+    }
+
+    #[derive(Debug, Clone)]
+    struct OwnerSpec {
+        hidden: bool,
+        parent: Option<usize>,
+        ppid_one: bool,
+        uid: u32,
+        user: Option<&'static str>,
+        exe: Option<&'static str>,
+        argv: Option<Vec<&'static str>>,
+        orphan: Option<bool>,
+        inode: u64,
+    }
+
+    fn rule_spec() -> impl Strategy<Value = RuleSpec> {
+        let user = prop_oneof![
+            Just(UserPick::Me),
+            proptest::sample::select(UIDS.to_vec()).prop_map(UserPick::Uid),
+            proptest::sample::select(NAMES.to_vec()).prop_map(UserPick::Name),
+        ];
+        (
+            proptest::option::weighted(
+                0.3,
+                proptest::sample::subsequence(PORTS.to_vec(), 1..=PORTS.len()),
+            ),
+            proptest::option::of(proptest::sample::select(CMDLINES.to_vec())),
+            proptest::option::of(proptest::sample::select(EXES.to_vec())),
+            proptest::option::of(proptest::collection::vec(user, 1..3)),
+            proptest::option::of(any::<bool>()),
+            proptest::sample::select(vec![
+                "terminate",
+                "wait",
+                "refuse",
+                "reuse",
+                "wait-terminate",
+            ]),
+        )
+            .prop_map(|(ports, cmdline, exe, users, orphan, action)| RuleSpec {
+                ports,
+                cmdline,
+                exe,
+                users,
+                orphan,
+                action,
+            })
+    }
+
+    fn owner_spec() -> impl Strategy<Value = OwnerSpec> {
+        (
+            proptest::bool::weighted(0.15),
+            proptest::option::of(0usize..8),
+            any::<bool>(),
+            proptest::sample::select(UIDS.to_vec()),
+            proptest::option::of(proptest::sample::select(NAMES.to_vec())),
+            proptest::option::of(proptest::sample::select(EXE_PATHS.to_vec())),
+            proptest::option::of(proptest::collection::vec(
+                proptest::sample::select(ARGS.to_vec()),
+                0..4,
+            )),
+            proptest::option::of(any::<bool>()),
+            1u64..=2,
+        )
+            .prop_map(
+                |(hidden, parent, ppid_one, uid, user, exe, argv, orphan, inode)| OwnerSpec {
+                    hidden,
+                    parent,
+                    ppid_one,
+                    uid,
+                    user,
+                    exe,
+                    argv,
+                    orphan,
+                    inode,
+                },
+            )
+    }
+
+    fn policy_text(rules: &[RuleSpec], default: &str) -> String {
+        let mut t = format!("[defaults]\naction = \"{default}\"\n");
+        for (i, r) in rules.iter().enumerate() {
+            let _ = writeln!(t, "[[rule]]\nname = \"r{i}\"");
+            if let Some(ports) = &r.ports {
+                let items: Vec<String> =
+                    ports.iter().map(|(a, b)| format!("\"{a}-{b}\"")).collect();
+                let _ = writeln!(t, "ports = [{}]", items.join(", "));
+            }
+            if let Some(re) = r.cmdline {
+                let _ = writeln!(t, "match.cmdline = '{re}'");
+            }
+            if let Some(re) = r.exe {
+                let _ = writeln!(t, "match.exe = '{re}'");
+            }
+            if let Some(users) = &r.users {
+                let items: Vec<String> = users
+                    .iter()
+                    .map(|u| match u {
+                        UserPick::Me => "\"$self\"".to_string(),
+                        UserPick::Uid(n) => n.to_string(),
+                        UserPick::Name(n) => format!("\"{n}\""),
+                    })
+                    .collect();
+                let _ = writeln!(t, "match.user = [{}]", items.join(", "));
+            }
+            if let Some(o) = r.orphan {
+                let _ = writeln!(t, "match.orphan = {o}");
+            }
+            match r.action {
+                "wait-terminate" => t.push_str("action = \"wait\"\nthen = \"terminate\"\n"),
+                a => {
+                    let _ = writeln!(t, "action = \"{a}\"");
+                }
+            }
+        }
+        t
+    }
+
+    /// Holders with distinct pids (10, 11, ...; pid 1 for a holder whose
+    /// pid is "protected" by the context) whose parents come earlier in the
+    /// list, as in a real process table.
+    fn holders(owners: &[OwnerSpec]) -> Vec<Holder> {
+        owners
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let pid = 10 + i as u32;
+                let ppid = match o.parent {
+                    Some(p) if p < i => 10 + p as u32,
+                    _ if o.ppid_one => 1,
+                    _ => 5,
+                };
+                Holder {
+                    pid: (!o.hidden).then_some(pid),
+                    ppid: (!o.hidden).then_some(ppid),
+                    uid: o.uid,
+                    user: o.user.map(str::to_string),
+                    exe: o.exe.filter(|_| !o.hidden).map(str::to_string),
+                    cmdline: o
+                        .argv
+                        .as_ref()
+                        .filter(|_| !o.hidden)
+                        .map(|a| a.iter().map(|s| s.to_string()).collect()),
+                    comm: None,
+                    start_ticks: Some(u64::from(pid)),
+                    age_ms: None,
+                    orphan: o.orphan.filter(|_| !o.hidden),
+                    addrs: vec!["127.0.0.1:8787".parse().unwrap()],
+                    inodes: vec![o.inode],
+                    unknown_reason: o.hidden.then(|| "not visible".to_string()),
+                }
+            })
+            .collect()
+    }
+
+    /// Group roots per SPEC, computed here: walk up through parents that
+    /// are holders sharing a socket with the child.
+    fn roots(hs: &[Holder]) -> Vec<usize> {
+        let parent = |i: usize| -> Option<usize> {
+            let (pid, ppid) = (hs[i].pid?, hs[i].ppid?);
+            let _ = pid;
+            hs.iter().position(|p| {
+                p.pid == Some(ppid) && p.inodes.iter().any(|n| hs[i].inodes.contains(n))
+            })
+        };
+        let mut out: Vec<usize> = (0..hs.len())
+            .map(|mut i| {
+                while let Some(p) = parent(i) {
+                    i = p;
+                }
+                i
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn user_ok(u: &UserPick, h: &Holder, ctx: &Context) -> bool {
+        match u {
+            UserPick::Uid(n) => h.uid == *n,
+            // Policy-test semantics (system_users off): the uid running
+            // portguard, or the same user name.
+            UserPick::Me => {
+                ctx.self_uid == Some(h.uid) || (ctx.self_name.is_some() && ctx.self_name == h.user)
+            }
+            UserPick::Name(n) => h.user.as_deref() == Some(*n),
+        }
+    }
+
+    /// Whether `h` satisfies every criterion of `r` (a missing field never
+    /// satisfies cmdline, exe or orphan).
+    fn root_ok(r: &RuleSpec, h: &Holder, ctx: &Context) -> bool {
+        let re = |p: &str, s: Option<String>| {
+            s.is_some_and(|s| regex::Regex::new(p).unwrap().is_match(&s))
+        };
+        r.cmdline
+            .is_none_or(|p| re(p, h.cmdline.as_ref().map(|a| a.join(" "))))
+            && r.exe.is_none_or(|p| re(p, h.exe.clone()))
+            && r.users
+                .as_ref()
+                .is_none_or(|us| us.iter().any(|u| user_ok(u, h, ctx)))
+            && r.orphan.is_none_or(|want| h.orphan == Some(want))
+    }
+
+    fn port_ok(r: &RuleSpec, port: u16) -> bool {
+        r.ports
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|(a, b)| (*a..=*b).contains(&port)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn a_rule_never_applies_unless_every_group_root_meets_every_criterion(
+            rules in proptest::collection::vec(rule_spec(), 0..6),
+            default in proptest::sample::select(vec!["refuse", "wait", "reuse"]),
+            owners in proptest::collection::vec(owner_spec(), 1..7),
+            port in proptest::sample::select(RESOLVED.to_vec()),
+            self_uid in proptest::option::of(proptest::sample::select(UIDS.to_vec())),
+            self_name in proptest::option::of(proptest::sample::select(NAMES.to_vec())),
+            protect in proptest::collection::vec(0usize..7, 0..3),
+        ) {
+            let text = policy_text(&rules, default);
+            let policy = load_source(&text, PolicySource::File("prop.toml".into()))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let hs = holders(&owners);
+            let ctx = Context {
+                self_uid,
+                self_name: self_name.map(str::to_string),
+                protected: std::iter::once(1)
+                    .chain(protect.iter().filter(|&&i| i < hs.len()).map(|&i| 10 + i as u32))
+                    .map(|pid| Protected { pid, why: "protected".into() })
+                    .collect(),
+                system_users: false,
+            };
+            let state = PortState {
+                port,
+                protocol: Protocol::Tcp,
+                sockets: vec![SocketEntry {
+                    local: "127.0.0.1:8787".parse().unwrap(),
+                    remote: "0.0.0.0:0".parse().unwrap(),
+                    state: SocketEntry::TCP_LISTEN,
+                    uid: 1000,
+                    inode: 1,
+                }],
+                others: Vec::new(),
+                groups: group_holders(&hs),
+                holders: hs.clone(),
+            };
+            let want_roots = roots(&hs);
+            let got_roots: Vec<usize> = state.groups.iter().map(|g| g.root).collect();
+            prop_assert_eq!(&got_roots, &want_roots, "group roots");
+
+            let d = evaluate(&policy, &state, &ctx);
+
+            // The rule that applied: every root meets every criterion.
+            if let Some(name) = &d.rule {
+                let i: usize = name[1..].parse().unwrap();
+                prop_assert!(port_ok(&rules[i], port), "{name} applied on port {port}");
+                for &root in &want_roots {
+                    prop_assert!(
+                        root_ok(&rules[i], &hs[root], &ctx),
+                        "rule {} applied although root {:?} fails it\n{}", name, hs[root], text
+                    );
+                }
+            }
+            // The first applying rule in file order wins; else the default.
+            let first = rules.iter().position(|r| {
+                port_ok(r, port) && want_roots.iter().all(|&root| root_ok(r, &hs[root], &ctx))
+            });
+            prop_assert_eq!(d.rule.clone(), first.map(|i| format!("r{i}")), "\n{}", text);
+            let kind = d.action.as_ref().map(Action::kind);
+            match first {
+                Some(i) => prop_assert_eq!(kind, Some(policy.rules[i].action.kind())),
+                None => prop_assert_eq!(kind, Some(policy.defaults.action.kind())),
+            }
+            // Targets: every member of every group, i.e. every holder.
+            let mut targets = d.targets.clone();
+            targets.sort_unstable();
+            prop_assert_eq!(targets, (0..hs.len()).collect::<Vec<_>>());
+            // Nothing protected or pid-less is signalled without a block.
+            let action = d.action.as_ref().unwrap();
+            let unsignallable = hs.iter().any(|h| match h.pid {
+                None => true,
+                Some(pid) => ctx.protected.iter().any(|p| p.pid == pid),
+            });
+            if action.may_signal() {
+                prop_assert_eq!(d.blocked.is_some(), unsignallable, "{:?}", d.blocked);
+                if d.blocked.is_none() {
+                    for &t in &d.targets {
+                        let pid = hs[t].pid.unwrap();
+                        prop_assert!(ctx.protected.iter().all(|p| p.pid != pid));
+                    }
+                }
+                if action.kind() == ActionKind::Terminate {
+                    let want = match &d.blocked {
+                        Some(Blocked::Protected { .. }) => Outcome::Refused,
+                        Some(Blocked::NoPid { .. }) => Outcome::Failed,
+                        None => Outcome::Freed,
+                    };
+                    prop_assert_eq!(d.planned, want);
+                }
+            } else {
+                prop_assert!(d.blocked.is_none());
+            }
+        }
+    }
+}

@@ -160,3 +160,117 @@ mod tests {
         assert!(port_from_int(65536).is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    //! Properties of port specs for any input (proptest).
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What a port spec means, written independently of the parser:
+    /// `N` or `A-B`, decimal digits only, 1-65535, `A <= B`.
+    fn oracle(s: &str) -> Option<(u16, u16)> {
+        fn number(part: &str) -> Option<u16> {
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let digits = part.trim_start_matches('0');
+            if digits.len() > 5 {
+                return None;
+            }
+            let n: u32 = if digits.is_empty() {
+                0
+            } else {
+                digits.parse().ok()?
+            };
+            u16::try_from(n).ok().filter(|&p| p >= 1)
+        }
+        let parts: Vec<&str> = s.split('-').collect();
+        match parts.as_slice() {
+            [one] => number(one).map(|p| (p, p)),
+            [a, b] => {
+                let (a, b) = (number(a)?, number(b)?);
+                (a <= b).then_some((a, b))
+            }
+            _ => None,
+        }
+    }
+
+    /// Strings that look like port specs often, and anything at all too.
+    fn spec() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9]{0,7}",
+            "0{0,30}[0-9]{1,6}",
+            "[0-9]{1,6}-[0-9]{1,6}",
+            "[-+ 0-9a\n]{0,12}",
+            (any::<u16>(), any::<u16>()).prop_map(|(a, b)| format!("{a}-{b}")),
+            any::<u64>().prop_map(|n| n.to_string()),
+        ]
+    }
+
+    fn range() -> impl Strategy<Value = PortRange> {
+        (1u16..=65535, 0u16..400).prop_map(|(first, len)| PortRange {
+            first,
+            last: first.saturating_add(len),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_spec_is_a_valid_range_or_an_error_naming_it(s in spec()) {
+            match s.parse::<PortRange>() {
+                Ok(r) => {
+                    prop_assert!(1 <= r.first && r.first <= r.last, "{s:?} -> {r:?}");
+                    prop_assert_eq!(oracle(&s), Some((r.first, r.last)), "{:?}", s);
+                    prop_assert_eq!(r.to_string().parse::<PortRange>(), Ok(r));
+                }
+                Err(e) => {
+                    prop_assert_eq!(oracle(&s), None, "{:?} was rejected: {}", s, e);
+                    let named = match &e {
+                        PortError::Syntax(v) | PortError::OutOfRange(v) | PortError::Reversed(v) => v,
+                    };
+                    prop_assert_eq!(named, &s);
+                    prop_assert!(e.to_string().contains(&format!("'{s}'")), "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn display_round_trips(r in range()) {
+            let text = r.to_string();
+            prop_assert_eq!(text.contains('-'), r.first != r.last);
+            prop_assert_eq!(text.parse::<PortRange>(), Ok(r));
+        }
+
+        #[test]
+        fn policy_integers_are_ports_exactly_when_in_range(n in any::<i64>()) {
+            match port_from_int(n) {
+                Ok(p) => prop_assert!(p >= 1 && i64::from(p) == n),
+                Err(e) => {
+                    prop_assert!(!(1..=65535).contains(&n));
+                    prop_assert!(e.to_string().contains(&format!("'{n}'")), "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn expand_is_the_sorted_distinct_union(ranges in proptest::collection::vec(range(), 0..8)) {
+            let ports = expand(&ranges);
+            prop_assert!(ports.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+            for p in &ports {
+                prop_assert!(ranges.iter().any(|r| r.contains(*p)), "{p} is in no range");
+            }
+            for r in &ranges {
+                for p in r.iter() {
+                    prop_assert!(ports.binary_search(&p).is_ok(), "{p} of {r} is missing");
+                }
+            }
+            let mut union = std::collections::BTreeSet::new();
+            for r in &ranges {
+                union.extend(r.iter());
+            }
+            prop_assert_eq!(ports.len(), union.len());
+        }
+    }
+}

@@ -12,6 +12,18 @@ use crate::exit::Exit;
 use crate::model::{PortState, Protocol};
 use crate::policy::{Action, ActionKind, Policy};
 
+/// Why a port could not be resolved at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The socket table could not be read.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// A regex of the policy cannot be compiled (found once a port is held
+    /// and the policy's patterns are compiled): a policy error, exit 2.
+    #[error("{}", .0.render_all())]
+    Policy(crate::policy::Invalid),
+}
+
 /// Rounds of discover → act before giving up on a port that keeps being
 /// taken again.
 pub const MAX_ROUNDS: usize = 3;
@@ -90,7 +102,7 @@ pub fn resolve_port(
     port: u16,
     protocol: Protocol,
     dry_run: bool,
-) -> Result<PortReport, DiscoveryError> {
+) -> Result<PortReport, ResolveError> {
     let mut steps = Steps::new();
     let mut rounds: Vec<(PortState, Decision)> = Vec::new();
     for round in 1..=MAX_ROUNDS {
@@ -106,7 +118,11 @@ pub fn resolve_port(
                 .collect();
             state.keep_sockets(&live);
         }
-        let decision = evaluate(policy, &state, actor.ctx);
+        if !state.is_free() {
+            // Held: now the policy's regexes are needed (see `Pattern`).
+            policy.compile().map_err(ResolveError::Policy)?;
+        }
+        let decision = evaluate(policy, &state, actor.ctx());
         let finish = |rounds: Vec<(PortState, Decision)>, steps: Steps, outcome, message| {
             Ok(PortReport {
                 port,

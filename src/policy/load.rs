@@ -3,13 +3,12 @@
 
 use super::raw::{RawDefaults, RawMatch, RawPolicy, RawRule, RawTest};
 use super::{
-    Action, ActionKind, Criteria, Defaults, Expect, Health, Invalid, Policy, PolicyError,
+    Action, ActionKind, Criteria, Defaults, Expect, Health, Invalid, Pattern, Policy, PolicyError,
     PolicySource, Rule, Signal, Terminate, TestCase, UserSpec, PLACEHOLDERS,
 };
-use crate::diagnostic::{line_col, Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::model::{Holder, Outcome, Protocol};
 use crate::ports::{port_from_int, PortRange};
-use regex::{Regex, RegexBuilder};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
@@ -52,6 +51,7 @@ pub fn load_source(text: &str, source: PolicySource) -> Result<Policy, PolicyErr
     let mut cx = Checker {
         text,
         diags: Vec::new(),
+        line_starts: Vec::new(),
     };
     let policy = match toml::from_str::<RawPolicy>(text) {
         Ok(raw) => cx.policy(raw, &source),
@@ -80,6 +80,10 @@ pub fn load_source(text: &str, source: PolicySource) -> Result<Policy, PolicyErr
 struct Checker<'a> {
     text: &'a str,
     diags: Vec<Diagnostic>,
+    /// Byte offset where each line starts, built on first use: every rule
+    /// and test asks for its line, and scanning from the top each time
+    /// was a tenth of loading a policy.
+    line_starts: Vec<usize>,
 }
 
 /// The rule keys that hold action settings, with their spans when present.
@@ -106,6 +110,16 @@ fn present_settings(r: &RawRule) -> Vec<(&'static str, Range<usize>)> {
 }
 
 impl Checker<'_> {
+    /// 1-based line of byte `offset`.
+    fn line_of(&mut self, offset: usize) -> usize {
+        if self.line_starts.is_empty() {
+            self.line_starts = std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect();
+        }
+        self.line_starts.partition_point(|&start| start <= offset)
+    }
+
     fn error_count(&self) -> usize {
         self.diags
             .iter()
@@ -137,7 +151,7 @@ impl Checker<'_> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut rules = Vec::new();
         for spanned in &raw.rule {
-            let line = line_col(self.text, spanned.span().start).0;
+            let line = self.line_of(spanned.span().start);
             let r = spanned.get_ref();
             if let Some(first) = seen.get(r.name.get_ref()) {
                 let help = format!("the first rule with this name is at line {first}");
@@ -377,7 +391,7 @@ impl Checker<'_> {
 
     fn test_case(&mut self, t: &Spanned<RawTest>, rule_names: &[&str]) -> Option<TestCase> {
         let span = t.span();
-        let line = line_col(self.text, span.start).0;
+        let line = self.line_of(span.start);
         let t = t.get_ref();
         let errors_before = self.error_count();
         let port = match port_from_int(*t.port.get_ref()) {
@@ -764,10 +778,15 @@ impl Checker<'_> {
         })
     }
 
-    fn regex(&mut self, r: &Spanned<String>) -> Option<Regex> {
-        match RegexBuilder::new(r.get_ref()).build() {
-            Ok(re) => {
-                if re.is_match("") {
+    /// Checks a regex's syntax (cheap) and keeps it for compiling on first
+    /// use; see [`Pattern`].
+    fn regex(&mut self, r: &Spanned<String>) -> Option<Pattern> {
+        match regex_syntax::ParserBuilder::new()
+            .build()
+            .parse(r.get_ref())
+        {
+            Ok(hir) => {
+                if hir.properties().minimum_len() == Some(0) {
                     self.diags.push(
                         Diagnostic::warning(
                             "this regex matches the empty string, so it matches every value",
@@ -776,26 +795,18 @@ impl Checker<'_> {
                         .with_help("anchor it or make it specific, e.g. '^\\S*python[0-9.]* -m myapp'; remove the criterion to match anything on purpose"),
                     );
                 }
-                Some(re)
+                Some(Pattern::new(r.get_ref().clone(), r.span()))
             }
             Err(e) => {
-                let msg = match &e {
-                    regex::Error::CompiledTooBig(limit) => format!(
-                        "regex is too large: it compiles to more than the {limit}-byte limit"
-                    ),
-                    // The parser's message repeats the pattern with a caret;
-                    // the diagnostic already shows it, so keep the last line.
-                    other => {
-                        let text = other.to_string();
-                        let last = text.lines().rev().find(|l| !l.trim().is_empty());
-                        format!(
-                            "invalid regex: {}",
-                            last.unwrap_or(&text).trim().trim_start_matches("error: ")
-                        )
-                    }
-                };
+                // The parser's message repeats the pattern with a caret; the
+                // diagnostic already shows it, so keep the last line.
+                let text = e.to_string();
+                let last = text.lines().rev().find(|l| !l.trim().is_empty());
                 self.error_help(
-                    msg,
+                    format!(
+                        "invalid regex: {}",
+                        last.unwrap_or(&text).trim().trim_start_matches("error: ")
+                    ),
                     r.span(),
                     "the syntax is Rust's `regex` crate (no look-around or backreferences)",
                 );
@@ -850,6 +861,7 @@ impl Checker<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostic::line_col;
 
     fn load(text: &str) -> Result<Policy, Invalid> {
         match load_source(text, PolicySource::File("p.toml".into())) {
@@ -1113,13 +1125,23 @@ message = "{port} {pid}"
     }
 
     #[test]
-    fn regexes_over_the_size_limit_are_a_clear_error() {
+    fn regexes_over_the_size_limit_are_a_clear_error_when_compiled() {
         let huge = format!(
-            "match.cmdline = '{}'\naction = \"refuse\"",
+            "{RULE}match.cmdline = '{}'\naction = \"refuse\"\n",
             "(a{1000}){1000}"
         );
-        let (text, _) = one_error(&format!("{RULE}{huge}\n"));
+        let policy = load(&huge).expect("the syntax is valid");
+        let inv = policy.compile().expect_err("too large to compile");
+        let text = inv.render_all();
         assert!(text.contains("regex is too large"), "{text}");
+        assert!(text.contains("p.toml:3:17"), "{text}");
+        // A pattern that cannot compile matches nothing.
+        assert!(!policy.rules[0]
+            .criteria
+            .cmdline
+            .as_ref()
+            .unwrap()
+            .is_match("aaaa"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub use load::{load_file, load_source};
 use crate::diagnostic::{self, Diagnostic, Severity};
 use regex::Regex;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::ports::PortRange;
@@ -42,6 +43,52 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Every regex of the policy.
+    fn patterns(&self) -> impl Iterator<Item = &Pattern> {
+        fn health(a: &Action) -> Option<&Pattern> {
+            match a {
+                Action::Reuse {
+                    health: Some(Health::Http { body, .. }),
+                    ..
+                } => body.as_ref(),
+                _ => a.then().and_then(health),
+            }
+        }
+        self.rules.iter().flat_map(|r| {
+            [
+                r.criteria.cmdline.as_ref(),
+                r.criteria.exe.as_ref(),
+                health(&r.action),
+            ]
+            .into_iter()
+            .flatten()
+        })
+    }
+
+    /// Compiles every regex (each once; later calls are free), reporting
+    /// those that fail — in practice, a regex over the size limit — with
+    /// their place in the file.
+    pub fn compile(&self) -> Result<(), Invalid> {
+        let diagnostics: Vec<Diagnostic> = self
+            .patterns()
+            .filter_map(|p| {
+                p.compiled().err().map(|e| {
+                    Diagnostic::error(e, Some(p.span.clone())).with_help(
+                        "simplify the regex (fewer or smaller repetitions, narrower classes)",
+                    )
+                })
+            })
+            .collect();
+        if diagnostics.is_empty() {
+            return Ok(());
+        }
+        Err(Invalid {
+            file: self.source.display_name(),
+            text: self.text.clone(),
+            diagnostics,
+        })
+    }
+
     /// The longest any single action of this policy may take (timeouts
     /// and grace periods, fallbacks included): bounds how long a second
     /// portguard waits for this one's lock.
@@ -129,13 +176,65 @@ pub struct Expect {
     pub outcome: Option<crate::model::Outcome>,
 }
 
+/// A regex from a policy. Its syntax is checked when the policy loads, but
+/// it is compiled on first use: a pre-start hook on a free port never needs
+/// it, and compiling is most of the cost of loading a policy. `check` and
+/// `test`, and `resolve` as soon as a port is held, compile every pattern
+/// first ([`Policy::compile`]), so a regex over the size limit is still an
+/// error with its place in the file before anything is decided.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    source: String,
+    span: std::ops::Range<usize>,
+    compiled: Arc<OnceLock<Result<Regex, String>>>,
+}
+
+impl Pattern {
+    /// A pattern whose syntax has been checked, at `span` in the policy.
+    pub fn new(source: String, span: std::ops::Range<usize>) -> Self {
+        Pattern {
+            source,
+            span,
+            compiled: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The regex as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The compiled regex, compiling it on first use.
+    pub fn compiled(&self) -> Result<&Regex, &str> {
+        self.compiled
+            .get_or_init(|| {
+                regex::RegexBuilder::new(&self.source)
+                    .build()
+                    .map_err(|e| match e {
+                        regex::Error::CompiledTooBig(limit) => format!(
+                            "regex is too large: it compiles to more than the {limit}-byte limit"
+                        ),
+                        other => format!("invalid regex: {other}"),
+                    })
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// Whether the regex is found in `text`. A pattern that cannot be
+    /// compiled matches nothing (and [`Policy::compile`] reports it).
+    pub fn is_match(&self, text: &str) -> bool {
+        self.compiled().is_ok_and(|re| re.is_match(text))
+    }
+}
+
 /// The `match` criteria of a rule; `None` matches anything.
 #[derive(Debug, Clone, Default)]
 pub struct Criteria {
     /// Regex searched in argv joined by single spaces.
-    pub cmdline: Option<Regex>,
+    pub cmdline: Option<Pattern>,
     /// Regex searched in the absolute executable path.
-    pub exe: Option<Regex>,
+    pub exe: Option<Pattern>,
     /// Accepted owners.
     pub user: Option<Vec<UserSpec>>,
     /// Required orphan state.
@@ -308,7 +407,7 @@ pub enum Health {
         /// URL template; `{port}` is replaced by the port being resolved.
         url: String,
         /// Regex the response body must contain.
-        body: Option<Regex>,
+        body: Option<Pattern>,
     },
 }
 

@@ -149,3 +149,28 @@ fn a_bug_exits_70_with_a_message_never_101() {
         run.describe()
     );
 }
+
+#[test]
+fn a_regex_too_large_to_compile_is_a_policy_error_once_a_port_is_held() {
+    let holder = Holder::tcp("127.0.0.1").spawn();
+    let sandbox = Sandbox::new();
+    let policy = sandbox.policy(
+        "[[rule]]\nname = \"huge\"\nmatch.cmdline = '(a{1000}){1000}'\nmatch.user = \"$self\"\naction = \"terminate\"\n",
+    );
+    let run = sandbox.run(["resolve", &holder.port().to_string(), "--policy", &policy]);
+    run.assert_exit(2);
+    assert!(
+        run.stderr.contains("regex is too large") && run.stderr.contains(":3:17"),
+        "{}",
+        run.describe()
+    );
+    assert!(holder.is_alive());
+    // check reports it without any port.
+    let run = sandbox.run(["check", &policy]);
+    run.assert_exit(2);
+    assert!(
+        run.stderr.contains("regex is too large"),
+        "{}",
+        run.describe()
+    );
+}
