@@ -229,6 +229,23 @@ pub struct PortState {
 }
 
 impl PortState {
+    /// What the socket table says about a port, before any holder is known.
+    pub fn new(
+        port: u16,
+        protocol: Protocol,
+        sockets: Vec<SocketEntry>,
+        others: Vec<SocketEntry>,
+    ) -> Self {
+        PortState {
+            port,
+            protocol,
+            sockets,
+            others,
+            holders: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
     /// True when nothing holds the port.
     pub fn is_free(&self) -> bool {
         self.sockets.is_empty()

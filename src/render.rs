@@ -237,15 +237,7 @@ pub fn trace_text(r: &PortReport, policy: &PolicyInfo) -> String {
         }
         if state.is_free() {
             let _ = writeln!(out, "holders: none");
-            for o in &state.others {
-                let _ = writeln!(
-                    out,
-                    "  (not a holder: {} socket {} -> {})",
-                    o.state_name(),
-                    o.local,
-                    o.remote
-                );
-            }
+            out.push_str(&holders_text(state));
             continue;
         }
         let _ = writeln!(out, "holders:");

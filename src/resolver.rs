@@ -52,14 +52,7 @@ impl PortReport {
     /// A port that could not be resolved at all (e.g. its lock was held too
     /// long by another portguard): failed, with the reason, nothing touched.
     pub fn not_attempted(port: u16, protocol: Protocol, message: String) -> Self {
-        let state = PortState {
-            port,
-            protocol,
-            sockets: Vec::new(),
-            others: Vec::new(),
-            holders: Vec::new(),
-            groups: Vec::new(),
-        };
+        let state = PortState::new(port, protocol, Vec::new(), Vec::new());
         let decision = Decision {
             rule: None,
             action: None,

@@ -486,14 +486,7 @@ impl Discovery for LsofDiscovery {
             sockets_on_port(&processes, port, proto)
                 .into_iter()
                 .partition(|s| s.holds(proto));
-        let mut state = PortState {
-            port,
-            protocol: proto,
-            sockets,
-            others,
-            holders: Vec::new(),
-            groups: Vec::new(),
-        };
+        let mut state = PortState::new(port, proto, sockets, others);
         if state.sockets.is_empty() {
             if state.others.is_empty() && !self.bind_probe(port, proto) {
                 let (socket, holder) = self.invisible_holder(port, proto);

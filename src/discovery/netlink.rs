@@ -200,14 +200,9 @@ impl Discovery for NetlinkDiscovery {
             // The /proc fallback reads every row; report the same either way.
             others.clear();
         }
-        Ok(self.procfs.add_holders(PortState {
-            port,
-            protocol: proto,
-            sockets,
-            others,
-            holders: Vec::new(),
-            groups: Vec::new(),
-        }))
+        Ok(self
+            .procfs
+            .add_holders(PortState::new(port, proto, sockets, others)))
     }
 
     fn holding_sockets(

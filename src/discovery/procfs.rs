@@ -529,14 +529,7 @@ impl ProcfsDiscovery {
 impl Discovery for ProcfsDiscovery {
     fn discover(&self, port: u16, proto: Protocol) -> Result<PortState, DiscoveryError> {
         let (sockets, others) = split_holding(self.read_port_rows(port, proto)?, port, proto);
-        Ok(self.add_holders(PortState {
-            port,
-            protocol: proto,
-            sockets,
-            others,
-            holders: Vec::new(),
-            groups: Vec::new(),
-        }))
+        Ok(self.add_holders(PortState::new(port, proto, sockets, others)))
     }
 
     fn holding_sockets(
