@@ -153,7 +153,10 @@ impl Session {
         if dry_run {
             return resolve_port(&actor, policy, port, proto, true);
         }
-        let wait = policy.longest_timeout() * crate::resolver::MAX_ROUNDS as u32 + LOCK_SLACK;
+        let wait = policy
+            .longest_timeout()
+            .saturating_mul(crate::resolver::MAX_ROUNDS as u32)
+            .saturating_add(LOCK_SLACK);
         let lock = match lock::acquire(port, proto, wait, &self.interrupted) {
             Ok(lock) => lock,
             Err(e) => {

@@ -17,6 +17,9 @@ use toml::Spanned;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest duration a policy may give: humantime accepts "1000000 years",
+/// which would overflow the clock arithmetic of the wait loops.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// Long enough for a supervisor's immediate restart (systemd's default
 /// `RestartSec` is 100 ms), short enough not to slow a hook noticeably.
 const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
@@ -207,6 +210,14 @@ impl Checker<'_> {
 
     fn duration(&mut self, s: &Spanned<String>) -> Option<Duration> {
         match humantime::parse_duration(s.get_ref()) {
+            Ok(d) if d > MAX_DURATION => {
+                self.error_help(
+                    format!("duration \"{}\" is longer than a day", s.get_ref()),
+                    s.span(),
+                    "a pre-start hook that waits longer than 24h is a mistake; use at most \"24h\"",
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.error_help(
@@ -1062,6 +1073,11 @@ message = "{port} {pid}"
             (
                 "action = \"terminate\"\ngrace = \"soon\"",
                 "invalid duration \"soon\"",
+                4,
+            ),
+            (
+                "action = \"wait\"\ntimeout = \"500000000000years\"",
+                "longer than a day",
                 4,
             ),
             (

@@ -99,7 +99,7 @@ impl Policy {
                 Action::Wait { timeout, .. } | Action::Reuse { timeout, .. } => *timeout,
                 Action::Refuse { .. } => Duration::ZERO,
             };
-            own + a.then().map_or(Duration::ZERO, longest)
+            own.saturating_add(a.then().map_or(Duration::ZERO, longest))
         }
         self.rules
             .iter()
