@@ -59,14 +59,56 @@ impl Diagnostic {
     }
 }
 
+/// Line starts of a source text, found once, so locating many spans (a
+/// policy with thousands of errors, every rule's line) costs a binary search
+/// each instead of a scan from the top.
+#[derive(Debug, Clone)]
+pub struct SourceIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> SourceIndex<'a> {
+    /// Indexes `text`.
+    pub fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        SourceIndex { text, starts }
+    }
+
+    /// 1-based line and column (in characters) of byte `offset`.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(self.text, offset.min(self.text.len()));
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let line_start = self.starts[line - 1];
+        let col = self.text[line_start..offset].chars().count() + 1;
+        (line, col)
+    }
+
+    /// Byte range of 1-based `line`, without its line break.
+    fn line_range(&self, line: usize) -> (usize, usize) {
+        let start = self
+            .starts
+            .get(line - 1)
+            .copied()
+            .unwrap_or(self.text.len());
+        let end = self
+            .starts
+            .get(line)
+            .map_or(self.text.len(), |next| next - 1);
+        let end = if self.text[start..end].ends_with('\r') {
+            end - 1
+        } else {
+            end
+        };
+        (start, end.max(start))
+    }
+}
+
 /// 1-based line and column (in characters) of byte `offset` in `source`.
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let offset = floor_char_boundary(source, offset.min(source.len()));
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col = source[line_start..offset].chars().count() + 1;
-    (line, col)
+    SourceIndex::new(source).line_col(offset)
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -75,6 +117,10 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     }
     i
 }
+
+/// Characters of the offending line shown on each side of the marker: a
+/// minified or generated policy can have a single line of megabytes.
+const CONTEXT_CHARS: usize = 80;
 
 /// Renders `diag` for a terminal:
 ///
@@ -87,6 +133,11 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 ///   = help: ...
 /// ```
 pub fn render(diag: &Diagnostic, file: &str, source: &str) -> String {
+    render_indexed(diag, file, &SourceIndex::new(source))
+}
+
+/// [`render`] with an index built once for many diagnostics of one source.
+pub fn render_indexed(diag: &Diagnostic, file: &str, index: &SourceIndex<'_>) -> String {
     let mut out = String::new();
     let label = match diag.severity {
         Severity::Error => "error",
@@ -95,29 +146,42 @@ pub fn render(diag: &Diagnostic, file: &str, source: &str) -> String {
     let _ = writeln!(out, "{label}: {}", diag.message);
     match &diag.span {
         Some(span) => {
-            let (line, col) = line_col(source, span.start);
+            let (line, col) = index.line_col(span.start);
             let _ = writeln!(out, " --> {file}:{line}:{col}");
-            let text = source.lines().nth(line - 1).unwrap_or("");
+            let (line_start, line_end) = index.line_range(line);
+            let text = &index.text[line_start..line_end];
             let gutter = " ".repeat(line.to_string().len());
             // The marker covers the span, but stays on the first line.
-            let line_start = source
-                .lines()
-                .take(line - 1)
-                .map(|l| l.len() + 1)
-                .sum::<usize>();
-            let end_in_line = span.end.saturating_sub(line_start).min(text.len());
             let start_in_line = span.start.saturating_sub(line_start).min(text.len());
+            let end_in_line = span.end.saturating_sub(line_start).min(text.len());
             let width = text
                 .get(start_in_line..end_in_line.max(start_in_line))
                 .map_or(1, |s| s.chars().count())
                 .max(1);
+            // Show a window of the line around the marker.
+            let skip = (col - 1).saturating_sub(CONTEXT_CHARS);
+            let shown: String = text
+                .chars()
+                .skip(skip)
+                .take(col - 1 - skip + width.min(CONTEXT_CHARS) + CONTEXT_CHARS)
+                .collect();
+            let lead = if skip > 0 { "…" } else { "" };
+            let tail = if skip + shown.chars().count() < text.chars().count() {
+                "…"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "{gutter} |");
-            let _ = writeln!(out, "{line} | {text}");
+            let _ = writeln!(
+                out,
+                "{line} | {lead}{}{tail}",
+                crate::model::printable(&shown)
+            );
             let _ = writeln!(
                 out,
                 "{gutter} | {}{}",
-                " ".repeat(col - 1),
-                "^".repeat(width)
+                " ".repeat(col - 1 - skip + lead.chars().count()),
+                "^".repeat(width.min(CONTEXT_CHARS))
             );
             if let Some(help) = &diag.help {
                 let _ = writeln!(out, "{gutter} = help: {help}");

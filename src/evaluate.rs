@@ -947,7 +947,11 @@ mod proptests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        // 512 cases unless PROPTEST_CASES says otherwise.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn a_rule_never_applies_unless_every_group_root_meets_every_criterion(

@@ -142,7 +142,7 @@ pub fn holders_text(state: &PortState) -> String {
                     let _ = writeln!(
                         out,
                         "{indent}pid {pid}  {}",
-                        h.cmdline_joined().unwrap_or_else(|| h.short_name())
+                        printable(&h.cmdline_joined().unwrap_or_else(|| h.short_name()))
                     );
                     let _ = writeln!(
                         out,

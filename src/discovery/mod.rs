@@ -105,47 +105,60 @@ pub trait ProcessTable {
 /// order of their root's index; members are the root first, then ascending
 /// pid.
 pub fn group_holders(holders: &[crate::model::Holder]) -> Vec<crate::model::Group> {
+    let index_of_pid: std::collections::HashMap<u32, usize> = holders
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Some((h.pid?, i)))
+        .collect();
     let parent_of: Vec<Option<usize>> = holders
         .iter()
         .enumerate()
         .map(|(i, child)| {
             let ppid = child.ppid?;
             child.pid?;
-            holders.iter().enumerate().position(|(j, parent)| {
-                j != i
-                    && parent.pid == Some(ppid)
-                    && parent
-                        .inodes
-                        .iter()
-                        .any(|inode| child.inodes.contains(inode))
-            })
+            let j = *index_of_pid.get(&ppid)?;
+            let shares = holders[j]
+                .inodes
+                .iter()
+                .any(|inode| child.inodes.contains(inode));
+            (j != i && shares).then_some(j)
         })
         .collect();
 
-    let root_of = |start: usize| -> usize {
-        let mut path = vec![start];
+    // Each holder's root, found once: a walk stops at the first holder whose
+    // root is already known, so a deep tree costs linear time, not cubic.
+    let mut root_of: Vec<Option<usize>> = vec![None; holders.len()];
+    for start in 0..holders.len() {
+        let mut path: Vec<usize> = Vec::new();
+        let mut on_path: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
         let mut at = start;
-        while let Some(parent) = parent_of.get(at).copied().flatten() {
-            if let Some(pos) = path.iter().position(|&seen| seen == parent) {
+        let root = loop {
+            if let Some(known) = root_of[at] {
+                break known;
+            }
+            if let Some(&pos) = on_path.get(&at) {
                 // A cycle cannot come from a real process table (pids are
                 // unique and a parent is older than its child), but data can
                 // be hand-written: break it at its smallest index so every
                 // member agrees on the root.
-                return path
-                    .get(pos..)
-                    .and_then(|c| c.iter().min().copied())
-                    .unwrap_or(parent);
+                break path[pos..].iter().copied().min().unwrap_or(at);
             }
-            path.push(parent);
-            at = parent;
+            on_path.insert(at, path.len());
+            path.push(at);
+            match parent_of[at] {
+                Some(parent) => at = parent,
+                None => break at,
+            }
+        };
+        for p in path {
+            root_of[p] = Some(root);
         }
-        at
-    };
+    }
 
     let mut by_root: std::collections::BTreeMap<usize, Vec<usize>> =
         std::collections::BTreeMap::new();
-    for i in 0..holders.len() {
-        by_root.entry(root_of(i)).or_default().push(i);
+    for (i, root) in root_of.iter().enumerate() {
+        by_root.entry(root.unwrap_or(i)).or_default().push(i);
     }
     by_root
         .into_iter()

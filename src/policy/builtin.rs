@@ -86,8 +86,8 @@ pub fn parse_policy_arg(value: &str) -> Result<PolicySource, PolicyError> {
 /// process environment.
 #[derive(Debug, Clone, Default)]
 pub struct LookupEnv {
-    /// `$PORTGUARD_POLICY`.
-    pub portguard_policy: Option<String>,
+    /// `$PORTGUARD_POLICY` (a path need not be UTF-8).
+    pub portguard_policy: Option<std::ffi::OsString>,
     /// Current directory.
     pub cwd: Option<PathBuf>,
     /// `$XDG_CONFIG_HOME`.
@@ -102,7 +102,7 @@ impl LookupEnv {
     pub fn from_process() -> Self {
         let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
         LookupEnv {
-            portguard_policy: var("PORTGUARD_POLICY").map(|v| v.to_string_lossy().into_owned()),
+            portguard_policy: var("PORTGUARD_POLICY"),
             cwd: std::env::current_dir().ok(),
             xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
@@ -122,7 +122,12 @@ pub fn locate(
         return Ok((parse_policy_arg(p)?, "--policy"));
     }
     if let Some(p) = &env.portguard_policy {
-        return Ok((parse_policy_arg(p)?, "$PORTGUARD_POLICY"));
+        // Built-in names are ASCII, so a value that is not UTF-8 is a path.
+        let source = match p.to_str() {
+            Some(s) => parse_policy_arg(s)?,
+            None => PolicySource::File(PathBuf::from(p)),
+        };
+        return Ok((source, "$PORTGUARD_POLICY"));
     }
     if let Some(cwd) = &env.cwd {
         let local = cwd.join("portguard.toml");

@@ -6,7 +6,7 @@ use super::{
     Action, ActionKind, Criteria, Defaults, Expect, Health, Invalid, Pattern, Policy, PolicyError,
     PolicySource, Rule, Signal, Terminate, TestCase, UserSpec, PLACEHOLDERS,
 };
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity, SourceIndex};
 use crate::model::{Holder, Outcome, Protocol};
 use crate::ports::{port_from_int, PortRange};
 use std::collections::HashMap;
@@ -54,7 +54,7 @@ pub fn load_source(text: &str, source: PolicySource) -> Result<Policy, PolicyErr
     let mut cx = Checker {
         text,
         diags: Vec::new(),
-        line_starts: Vec::new(),
+        lines: SourceIndex::new(text),
     };
     let policy = match toml::from_str::<RawPolicy>(text) {
         Ok(raw) => cx.policy(raw, &source),
@@ -83,10 +83,9 @@ pub fn load_source(text: &str, source: PolicySource) -> Result<Policy, PolicyErr
 struct Checker<'a> {
     text: &'a str,
     diags: Vec<Diagnostic>,
-    /// Byte offset where each line starts, built on first use: every rule
-    /// and test asks for its line, and scanning from the top each time
-    /// was a tenth of loading a policy.
-    line_starts: Vec<usize>,
+    /// Line starts, built once: every rule and test asks for its line, and
+    /// scanning from the top each time was a tenth of loading a policy.
+    lines: SourceIndex<'a>,
 }
 
 /// The rule keys that hold action settings, with their spans when present.
@@ -114,13 +113,8 @@ fn present_settings(r: &RawRule) -> Vec<(&'static str, Range<usize>)> {
 
 impl Checker<'_> {
     /// 1-based line of byte `offset`.
-    fn line_of(&mut self, offset: usize) -> usize {
-        if self.line_starts.is_empty() {
-            self.line_starts = std::iter::once(0)
-                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
-                .collect();
-        }
-        self.line_starts.partition_point(|&start| start <= offset)
+    fn line_of(&self, offset: usize) -> usize {
+        self.lines.line_col(offset).0
     }
 
     fn error_count(&self) -> usize {

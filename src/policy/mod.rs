@@ -507,8 +507,9 @@ impl Invalid {
     /// Renders every diagnostic, then a summary line.
     pub fn render_all(&self) -> String {
         let mut out = String::new();
+        let index = diagnostic::SourceIndex::new(&self.text);
         for d in &self.diagnostics {
-            out.push_str(&diagnostic::render(d, &self.file, &self.text));
+            out.push_str(&diagnostic::render_indexed(d, &self.file, &index));
         }
         let errors = self
             .diagnostics

@@ -1,0 +1,897 @@
+//! Hostile input (issue 5, "Hostile input"): huge, deeply nested, binary and
+//! non-UTF-8 policies, policy paths that are not UTF-8, regexes over the
+//! regex crate's size limit, command lines with newlines, escapes, invalid
+//! UTF-8 or a megabyte of arguments, and a policy test with 10,000 owners.
+//!
+//! Every case must end in a clear result — the documented exit code with a
+//! message — in bounded time. No input may make portguard panic: the binary
+//! turns a panic into exit 70 and the test also rejects 101 and death by a
+//! signal (a stack overflow aborts). Each binary run is hermetic (temp cwd,
+//! `HOME` and `XDG_CONFIG_HOME` inside it, no `PORTGUARD_POLICY`) and killed
+//! if it overruns its time limit.
+
+use portguard::discovery::group_holders;
+use portguard::discovery::procfs::parse_cmdline;
+use portguard::evaluate::{evaluate, Context, Protected};
+use portguard::model::{Holder, PortState, Protocol, SocketEntry};
+use portguard::policy::{load_source, PolicyError, PolicySource};
+use portguard::render::{self, PolicyInfo};
+use portguard::resolver::PortReport;
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PORTGUARD: &str = env!("CARGO_BIN_EXE_portguard");
+
+/// How long one portguard run may take before it counts as a hang. Generous
+/// for a debug build on a shared 2-core machine; the measured times are
+/// printed (`--nocapture`) and far below it.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The result of one portguard run.
+#[derive(Debug)]
+struct Run {
+    /// Exit code; `None` when killed by a signal (stack overflow, abort) or
+    /// by the time limit.
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+    timed_out: bool,
+}
+
+impl Run {
+    /// The run ended by itself, without panicking or dying of a signal.
+    #[track_caller]
+    fn assert_clean(&self) -> &Self {
+        assert!(
+            !self.timed_out,
+            "portguard hung (killed after {:?}): {self:?}",
+            self.took
+        );
+        let code = self
+            .code
+            .unwrap_or_else(|| panic!("killed by a signal: {self:?}"));
+        assert_ne!(code, 101, "portguard panicked without its hook: {self:?}");
+        assert_ne!(code, 70, "portguard hit an internal error: {}", self.stderr);
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+
+    /// The run ended cleanly with `code`.
+    #[track_caller]
+    fn expect(&self, code: i32) -> &Self {
+        self.assert_clean();
+        assert_eq!(self.code, Some(code), "{self:?}");
+        self
+    }
+}
+
+/// Reads a pipe to the end on its own thread, so a child that prints
+/// megabytes never blocks on a full pipe.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+fn wait_limited(mut child: Child, limit: Duration) -> Run {
+    let start = Instant::now();
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait().expect("wait for portguard") {
+            break (Some(status), false);
+        }
+        if start.elapsed() > limit {
+            // Only the child we started, by its handle.
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let took = start.elapsed();
+    Run {
+        code: status.and_then(|s| s.code()),
+        stdout: String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned(),
+        took,
+        timed_out,
+    }
+}
+
+/// Runs portguard hermetically in `dir` with extra environment variables.
+fn portguard_env(dir: &Path, args: &[&OsStr], env: &[(&str, &OsStr)], limit: Duration) -> Run {
+    let mut cmd = Command::new(PORTGUARD);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env_remove("PORTGUARD_POLICY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let run = wait_limited(cmd.spawn().expect("start portguard"), limit);
+    eprintln!("portguard {args:?}: exit {:?} in {:?}", run.code, run.took);
+    run
+}
+
+fn portguard(dir: &Path, args: &[&OsStr]) -> Run {
+    portguard_env(dir, args, &[], LIMIT)
+}
+
+/// The first `n` characters of `s`, for assertion messages about huge output.
+fn head(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// A port nothing listens on right now (the kernel picked it).
+fn free_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().unwrap().port().to_string()
+}
+
+fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write policy");
+    path
+}
+
+fn load(text: &str) -> Result<portguard::policy::Policy, PolicyError> {
+    load_source(text, PolicySource::File("hostile.toml".into()))
+}
+
+// ---------------------------------------------------------------------------
+// Size
+// ---------------------------------------------------------------------------
+
+/// About 10 MB: 1,009 rules of ~10 KB (long descriptions, ports, a regex
+/// and users each).
+fn ten_megabyte_policy() -> String {
+    let pad = "lorem ipsum dolor sit amet lorem ipsum dolor sit amet lorem ipsum dolor sit amet\n"
+        .repeat(125);
+    let mut text = String::with_capacity(10_600_000);
+    let mut i = 0;
+    while text.len() < 10 * 1024 * 1024 {
+        let _ = write!(
+            text,
+            "[[rule]]\nname = \"r{i}\"\ndescription = \"\"\"{pad}\"\"\"\nports = [{}, \"9000-9010\"]\nmatch.cmdline = '^server-{i}\\b'\nmatch.user = [\"$self\", 1000]\naction = \"refuse\"\n",
+            i + 1
+        );
+        i += 1;
+    }
+    text
+}
+
+#[test]
+fn ten_megabyte_policies_get_a_clear_result_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = ten_megabyte_policy();
+    let rules = valid.matches("[[rule]]").count();
+    let lines = valid.lines().count();
+    assert!(valid.len() >= 10 * 1024 * 1024);
+    let good = write(dir.path(), "big.toml", &valid);
+    let bad = write(
+        dir.path(),
+        "big-typo.toml",
+        format!("{valid}acton = \"refuse\"\n"),
+    );
+
+    let run = portguard(dir.path(), &[os("check"), good.as_os_str()]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains(&format!("ok ({rules} rules")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.took < LIMIT);
+
+    // The error is the last line of 10 MB, and it says so.
+    let run = portguard(dir.path(), &[os("check"), bad.as_os_str()]);
+    run.expect(2);
+    assert!(run.stderr.contains("acton"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("big-typo.toml:{}:1", lines + 1)),
+        "{}",
+        head(&run.stderr, 2000)
+    );
+}
+
+#[test]
+fn a_policy_with_thousands_of_errors_is_reported_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..4000 {
+        let _ = write!(
+            text,
+            "[[rule]]\nname = \"r{i}\"\ndescription = \"padding padding padding padding padding padding padding padding padding padding\"\nmatch.cmdline = '(server-{i}'\naction = \"refuse\"\n"
+        );
+    }
+    let path = write(dir.path(), "errors.toml", &text);
+    let run = portguard_env(
+        dir.path(),
+        &[os("check"), path.as_os_str()],
+        &[],
+        Duration::from_secs(10),
+    );
+    run.expect(2);
+    assert!(
+        run.stderr.contains("has 4000 errors"),
+        "{}",
+        run.stderr.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Nesting
+// ---------------------------------------------------------------------------
+
+fn nested_policies(depth: usize) -> Vec<(&'static str, String)> {
+    let open = "[".repeat(depth);
+    let close = "]".repeat(depth);
+    let inline = format!("{}1{}", "{b = ".repeat(depth), "}".repeat(depth));
+    let rule = "[[rule]]\nname = \"r\"\n";
+    vec![
+        ("unknown key, nested arrays", format!("a = {open}{close}\n")),
+        ("unknown key, nested inline tables", format!("a = {inline}\n")),
+        (
+            "match.user, nested arrays",
+            format!("{rule}match.user = {open}1{close}\naction = \"refuse\"\n"),
+        ),
+        (
+            "match.user, nested inline tables",
+            format!("{rule}match.user = {inline}\naction = \"refuse\"\n"),
+        ),
+        (
+            "ports, nested arrays",
+            format!("{rule}ports = {open}1{close}\naction = \"refuse\"\n"),
+        ),
+        (
+            "escalate, nested arrays",
+            format!("{rule}action = \"terminate\"\nescalate = {open}{close}\n"),
+        ),
+        (
+            "test self, nested arrays",
+            format!("{rule}action = \"refuse\"\n[[test]]\nname = \"t\"\nport = 1\nexpect = {{ rule = \"r\" }}\nself = {open}{close}\n"),
+        ),
+        ("table header", format!("{open}a{close}\n")),
+        (
+            "dotted table header",
+            format!("[rule.{}]\n", vec!["a"; depth].join(".")),
+        ),
+        ("dotted key", format!("{} = 1\n", vec!["a"; depth].join("."))),
+    ]
+}
+
+#[test]
+fn deeply_nested_tables_and_arrays_are_an_error_not_a_stack_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, text) in nested_policies(10_000) {
+        // In this thread (a test thread's small stack) through the library...
+        let err = load(&text).expect_err(what).to_string();
+        assert!(err.contains("error"), "{what}: {err}");
+        // ...and through the binary, on every command that loads a policy.
+        let path = write(dir.path(), "nested.toml", &text);
+        let run = portguard(dir.path(), &[os("check"), path.as_os_str()]);
+        run.expect(2);
+        assert!(run.stderr.contains("nested.toml"), "{what}: {}", run.stderr);
+        if what == "match.user, nested arrays" {
+            let port = free_port();
+            let args = [os("resolve"), os(&port), os("--explain"), os("--policy")];
+            let run = portguard(dir.path(), &[&args[..], &[path.as_os_str()]].concat());
+            run.expect(2);
+            portguard(dir.path(), &[os("test"), path.as_os_str()]).expect(2);
+        }
+    }
+    // 200,000 levels (400 KB of brackets) are no different.
+    let text = format!(
+        "[[rule]]\nname = \"r\"\nmatch.user = {}{}\naction = \"refuse\"\n",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    let path = write(dir.path(), "deeper.toml", &text);
+    portguard(dir.path(), &[os("check"), path.as_os_str()]).expect(2);
+}
+
+// ---------------------------------------------------------------------------
+// Bytes: NUL, invalid UTF-8, non-UTF-8 paths
+// ---------------------------------------------------------------------------
+
+#[test]
+fn nul_bytes_in_a_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    // A raw NUL is not TOML: an error at its line and column.
+    for (text, at) in [
+        (
+            &b"[[rule]]\nname = \"r\"\naction = \"refuse\"\n\0\n"[..],
+            "raw.toml:4:",
+        ),
+        (b"name = \"a\0b\"\n", "raw.toml:1:"),
+        (
+            b"# comment \0\n[[rule]]\nname = \"r\"\naction = \"refuse\"\n",
+            "raw.toml:1:",
+        ),
+        (b"\0\0\0\0", "raw.toml:1:"),
+    ] {
+        let path = write(dir.path(), "raw.toml", text);
+        let run = portguard(dir.path(), &[os("check"), path.as_os_str()]);
+        run.expect(2);
+        assert!(run.stderr.contains(at), "{:?}: {}", text, run.stderr);
+    }
+    // An escaped NUL is a valid character: it loads, matches and renders.
+    let text = r#"name = "nul\u0000name"
+[[rule]]
+name = "nul"
+match.cmdline = '\x00|a b'
+action = "refuse"
+message = "{cmdline} \u0000"
+[[test]]
+name = "an escaped NUL in argv"
+port = 8080
+expect = { rule = "nul", outcome = "refused" }
+owners = [{ pid = 5, ppid = 1, uid = 1000, exe = "/bin/a\u0000", cmdline = ["a\u0000b", "c"] }]
+"#;
+    let path = write(dir.path(), "escaped.toml", text);
+    portguard(dir.path(), &[os("check"), path.as_os_str()]).expect(0);
+    let run = portguard(dir.path(), &[os("test"), path.as_os_str()]);
+    run.expect(0);
+    assert!(run.stdout.contains("1 passed, 0 failed"), "{}", run.stdout);
+    let port = free_port();
+    portguard(
+        dir.path(),
+        &[
+            os("resolve"),
+            os(&port),
+            os("--explain"),
+            os("--policy"),
+            path.as_os_str(),
+        ],
+    )
+    .expect(0);
+}
+
+#[test]
+fn invalid_utf8_policies_are_a_clear_error_on_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    for (bytes, at) in [
+        (&b"name = \"\xff\"\n"[..], ":1:9"),
+        (
+            b"[[rule]]\nname = \"r\"\naction = \"refuse\"\n# \xc3\n",
+            ":4:3",
+        ),
+        // A truncated multi-byte character at the very end.
+        (
+            b"[[rule]]\nname = \"r\"\naction = \"refuse\"\n#\xe2\x82",
+            ":4:2",
+        ),
+        // A lone continuation byte right before a multi-byte character.
+        (b"name = \"\x80\xc3\xa9\"\n", ":1:9"),
+        (b"\xfe\xff\x00n\x00a\x00m\x00e", ":1:1"),
+    ] {
+        let path = write(dir.path(), "bad.toml", bytes);
+        let commands: [Vec<&OsStr>; 3] = [
+            vec![os("check"), path.as_os_str()],
+            vec![os("test"), path.as_os_str()],
+            vec![
+                os("resolve"),
+                os(&port),
+                os("--explain"),
+                os("--policy"),
+                path.as_os_str(),
+            ],
+        ];
+        for args in commands {
+            let run = portguard(dir.path(), &args);
+            run.expect(2);
+            assert!(
+                run.stderr.contains("not valid UTF-8")
+                    && run.stderr.contains(&format!("bad.toml{at}")),
+                "{bytes:?} {args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+}
+
+/// `dir/p\xff\xfe.toml`: a file name that is not UTF-8.
+fn non_utf8_path(dir: &Path, stem: &[u8]) -> PathBuf {
+    let mut name = stem.to_vec();
+    name.extend_from_slice(b"\xff\xfe.toml");
+    dir.join(OsString::from_vec(name))
+}
+
+#[test]
+fn policy_paths_that_are_not_utf8_work_or_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = non_utf8_path(dir.path(), b"p");
+    assert!(path.to_str().is_none());
+    std::fs::write(&path, include_str!("../rules/headroom.toml")).unwrap();
+
+    // `check` and `test` take paths: they work, naming the file lossily.
+    let run = portguard(dir.path(), &[os("check"), path.as_os_str()]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("p\u{fffd}\u{fffd}.toml: ok"),
+        "{}",
+        run.stdout
+    );
+    let run = portguard(dir.path(), &[os("test"), path.as_os_str()]);
+    run.expect(0);
+    assert!(run.stdout.contains(" passed, 0 failed"), "{}", run.stdout);
+
+    // A broken policy at such a path: its diagnostics name it.
+    let broken = non_utf8_path(dir.path(), b"broken");
+    std::fs::write(&broken, "acton = 1\n").unwrap();
+    let run = portguard(dir.path(), &[os("check"), broken.as_os_str()]);
+    run.expect(2);
+    assert!(
+        run.stderr.contains("broken\u{fffd}\u{fffd}.toml:1:1"),
+        "{}",
+        run.stderr
+    );
+
+    // A missing one: "cannot read".
+    let missing = non_utf8_path(dir.path(), b"missing");
+    let run = portguard(dir.path(), &[os("check"), missing.as_os_str()]);
+    run.expect(2);
+    assert!(run.stderr.contains("cannot read policy"), "{}", run.stderr);
+
+    // `--policy` is text: a non-UTF-8 value is a usage error with a message.
+    let port = free_port();
+    let run = portguard(
+        dir.path(),
+        &[
+            os("resolve"),
+            os(&port),
+            os("--explain"),
+            os("--policy"),
+            path.as_os_str(),
+        ],
+    );
+    run.expect(2);
+    assert!(run.stderr.contains("UTF-8"), "{}", run.stderr);
+}
+
+#[test]
+fn portguard_policy_naming_a_non_utf8_path_is_used_or_clearly_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = non_utf8_path(dir.path(), b"p");
+    std::fs::write(&path, include_str!("../rules/safe.toml")).unwrap();
+    let port = free_port();
+    let run = portguard_env(
+        dir.path(),
+        &[os("resolve"), os(&port), os("--explain"), os("-v")],
+        &[("PORTGUARD_POLICY", path.as_os_str())],
+        LIMIT,
+    );
+    run.assert_clean();
+    let used = run.code == Some(0) && run.stdout.contains("policy safe");
+    let clearly_rejected = run.code == Some(2) && run.stderr.contains("UTF-8");
+    assert!(used || clearly_rejected, "{run:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Regexes
+// ---------------------------------------------------------------------------
+
+/// The error of a policy whose regexes do not compile: at load time, or
+/// (regexes are compiled on first use) from [`Policy::compile`], which
+/// `check`, `test` and `resolve` of a held port run first.
+fn compile_error(text: &str) -> String {
+    match load(text) {
+        Err(e) => e.to_string(),
+        Ok(policy) => policy.compile().expect_err(text).render_all(),
+    }
+}
+
+#[test]
+fn regexes_over_the_size_limit_are_a_clear_error_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = "[[rule]]\nname = \"r\"\n";
+    for (text, line) in [
+        (format!("{rule}match.cmdline = '(?:a{{1000}}){{1000}}'\naction = \"refuse\"\n"), 3),
+        (format!("{rule}match.exe = '((((a{{100}}){{100}}){{100}}){{100}})'\naction = \"refuse\"\n"), 3),
+        (
+            format!("{rule}action = \"reuse\"\nhealth = \"http://127.0.0.1:{{port}}/\"\nhealth_body = 'a{{10000}}{{10000}}'\n"),
+            5,
+        ),
+    ] {
+        let path = write(dir.path(), "regex.toml", &text);
+        for command in ["check", "test"] {
+            let run = portguard(dir.path(), &[os(command), path.as_os_str()]);
+            run.expect(2);
+            assert!(
+                run.stderr.contains("regex is too large")
+                    && run.stderr.contains(&format!("regex.toml:{line}:")),
+                "{text}: {}",
+                run.stderr
+            );
+            assert!(run.took < Duration::from_secs(10), "{text}: {:?}", run.took);
+        }
+    }
+    // Through the library: loading defers compiling, `Policy::compile` reports it.
+    let err = compile_error(
+        "[[rule]]\nname = \"r\"\nmatch.exe = 'a{10000}{10000}'\naction = \"refuse\"\n",
+    );
+    assert!(
+        err.contains("regex is too large") && err.contains("hostile.toml:3:13"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Command lines
+// ---------------------------------------------------------------------------
+
+fn holder(pid: u32, argv: Vec<String>) -> Holder {
+    Holder {
+        pid: Some(pid),
+        ppid: Some(1),
+        uid: 1000,
+        user: Some("alice".into()),
+        exe: Some("/usr/bin/python3.12".into()),
+        cmdline: Some(argv),
+        comm: Some("python3".into()),
+        start_ticks: Some(u64::from(pid)),
+        age_ms: Some(1000),
+        orphan: Some(true),
+        addrs: vec!["127.0.0.1:8787".parse().unwrap()],
+        inodes: vec![7],
+        unknown_reason: None,
+    }
+}
+
+fn state(holders: Vec<Holder>) -> PortState {
+    PortState {
+        port: 8787,
+        protocol: Protocol::Tcp,
+        sockets: vec![SocketEntry {
+            local: "127.0.0.1:8787".parse().unwrap(),
+            remote: "0.0.0.0:0".parse().unwrap(),
+            state: SocketEntry::TCP_LISTEN,
+            uid: 1000,
+            inode: 7,
+        }],
+        others: Vec::new(),
+        groups: group_holders(&holders),
+        holders,
+    }
+}
+
+fn ctx() -> Context {
+    Context {
+        self_uid: Some(1000),
+        self_name: Some("alice".into()),
+        protected: vec![Protected {
+            pid: 1,
+            why: "pid 1".into(),
+        }],
+        system_users: false,
+    }
+}
+
+/// Evaluates and renders `state` every way a run can: trace, result, JSON.
+fn render_all(policy: &portguard::policy::Policy, state: PortState) -> (String, String, String) {
+    let d = evaluate(policy, &state, &ctx());
+    let message = portguard::actions::refuse_message(None, &state, d.rule.as_deref());
+    let report = PortReport {
+        port: state.port,
+        protocol: state.protocol,
+        outcome: d.planned,
+        dry_run: true,
+        message,
+        rounds: vec![(state, d)],
+        steps: Vec::new(),
+    };
+    let info = PolicyInfo::new(policy, "--policy");
+    let trace = render::trace_text(&report, &info);
+    let result = render::result_text(&report);
+    let json = render::resolve_json(&[report], &info, portguard::exit::Exit::Refused);
+    (trace, result, json)
+}
+
+const HOSTILE_ARGV: &[u8] =
+    b"python3\0-c\0import x\nprint(1)\0\x1b[2J\x1b]0;pwned\x07\0\xff\xfe\xc3\0-m\0headroom.cli\0proxy\0";
+
+#[test]
+fn cmdlines_with_newlines_escapes_and_invalid_utf8_match_and_render() {
+    let argv = parse_cmdline(HOSTILE_ARGV);
+    assert_eq!(
+        argv,
+        [
+            "python3",
+            "-c",
+            "import x\nprint(1)",
+            "\u{1b}[2J\u{1b}]0;pwned\u{7}",
+            "\u{fffd}\u{fffd}\u{fffd}",
+            "-m",
+            "headroom.cli",
+            "proxy"
+        ]
+    );
+    let policy = load(
+        "[[rule]]\nname = \"newline\"\nmatch.cmdline = '(?s)import x.print\\(1\\).*\\x{fffd}'\naction = \"refuse\"\nmessage = \"{cmdline} on {port}\"\n",
+    )
+    .unwrap();
+    let (trace, result, json) = render_all(&policy, state(vec![holder(42, argv.clone())]));
+    // Matching sees the real argv, newline and all.
+    assert!(trace.contains("APPLIES"), "{trace}");
+    // JSON keeps the exact argv (escaped by JSON itself).
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let got: Vec<String> = doc["ports"][0]["holders"][0]["cmdline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, argv);
+    assert_eq!(doc["ports"][0]["rule"], "newline");
+    // The criterion's "seen" value and the message are escaped.
+    assert!(trace.contains(r"import x\nprint(1) \u{1b}[2J"), "{trace}");
+    assert!(
+        result
+            .lines()
+            .next()
+            .unwrap()
+            .contains(r"import x\nprint(1)"),
+        "{result}"
+    );
+    // An argv that is nothing but separators or empty.
+    for raw in [&b""[..], b"\0", b"\0\0\0", b"\n", b"\xff"] {
+        let argv = parse_cmdline(raw);
+        let _ = render_all(&policy, state(vec![holder(43, argv)]));
+    }
+}
+
+#[test]
+fn human_output_escapes_control_characters_of_a_foreign_argv() {
+    let policy = load("[[rule]]\nname = \"r\"\naction = \"refuse\"\n").unwrap();
+    let st = state(vec![holder(42, parse_cmdline(HOSTILE_ARGV))]);
+    let who = render::who_text(std::slice::from_ref(&st));
+    let (trace, result, _) = render_all(&policy, st);
+    for (what, text) in [("who", &who), ("trace", &trace), ("result", &result)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{what}: {text:?}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("print(1)")),
+            "{what}: the argv's newline forged a line: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_megabyte_of_argv_is_matched_and_rendered() {
+    let mut argv = vec![
+        "python3".to_string(),
+        "-m".into(),
+        "headroom.cli".into(),
+        "proxy".into(),
+    ];
+    argv.push("x".repeat(800 * 1024));
+    argv.extend((0..50_000).map(|i| format!("a{i}")));
+    let total: usize = argv.iter().map(|a| a.len() + 1).sum();
+    assert!(total > 1024 * 1024);
+    let start = Instant::now();
+    let headroom = PolicySource::Builtin("headroom").load().unwrap();
+    let (trace, _, json) = render_all(&headroom, state(vec![holder(42, argv.clone())]));
+    assert!(
+        trace.contains("stale-headroom-proxy (line"),
+        "{}",
+        head(&trace, 500)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["ports"][0]["rule"], "stale-headroom-proxy");
+    assert_eq!(
+        doc["ports"][0]["holders"][0]["cmdline"]
+            .as_array()
+            .unwrap()
+            .len(),
+        argv.len()
+    );
+    eprintln!("1 MB argv: evaluated and rendered in {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+/// A process whose argv has newlines, escapes, invalid UTF-8 and over a
+/// megabyte of arguments, holding a port: `who` and `--explain` report it.
+#[test]
+fn a_real_holder_with_a_hostile_megabyte_argv_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()\n";
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script);
+    for arg in [
+        &b"line1\nline2"[..],
+        b"\x1b[2J\x1b]0;pwned\x07",
+        b"\xff\xfe",
+    ] {
+        cmd.arg(OsStr::from_bytes(arg));
+    }
+    // Linux caps one argument at 128 KiB: ten of 100 KB each.
+    for _ in 0..10 {
+        cmd.arg("y".repeat(100_000));
+    }
+    let Ok(mut child) = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        eprintln!("skipped: python3 is not available");
+        return;
+    };
+    // Killed (by its handle) and reaped when the test ends, pass or fail.
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut out = child.stdout.take().unwrap();
+    let mut child = Kill(child);
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    let port = String::from_utf8(line).unwrap();
+    assert!(port.parse::<u16>().is_ok(), "holder said {port:?}");
+    let raw = std::fs::read(format!("/proc/{}/cmdline", child.0.id())).unwrap();
+    assert!(raw.len() > 1_000_000);
+
+    let run = portguard(
+        dir.path(),
+        &[os("who"), os(&port), os("--format"), os("json")],
+    );
+    run.expect(0);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let argv = doc["ports"][0]["holders"][0]["cmdline"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(argv.len(), 3 + 3 + 10, "{:?}", &argv[..6]);
+    assert_eq!(argv[3], "line1\nline2");
+    assert_eq!(argv[4], "\u{1b}[2J\u{1b}]0;pwned\u{7}");
+    assert_eq!(argv[5], "\u{fffd}\u{fffd}");
+    portguard(dir.path(), &[os("who"), os(&port)]).expect(0);
+    for policy in ["safe", "headroom"] {
+        let run = portguard(
+            dir.path(),
+            &[
+                os("resolve"),
+                os(&port),
+                os("--explain"),
+                os("--policy"),
+                os(policy),
+            ],
+        );
+        run.expect(4);
+        assert!(
+            run.stdout.contains(&format!("pid {}", child.0.id())),
+            "{}",
+            head(&run.stdout, 300)
+        );
+        // The one-line plan escapes the argv.
+        let plan = run.stdout.lines().find(|l| l.starts_with("plan:")).unwrap();
+        assert!(
+            plan.contains(r"line1\nline2 \u{1b}[2J"),
+            "{}",
+            head(plan, 200)
+        );
+    }
+    let _ = child.0.stdin.take();
+}
+
+// ---------------------------------------------------------------------------
+// Policy tests with many owners
+// ---------------------------------------------------------------------------
+
+/// A policy whose one test case has `n` owners; `chain`: each owner is the
+/// child of the previous one (one process tree `n` deep), else all are
+/// orphans (`n` groups).
+fn many_owners(n: usize, chain: bool) -> String {
+    let mut t = String::from(
+        "[[rule]]\nname = \"servers\"\nmatch.cmdline = '^server '\naction = \"refuse\"\n[[test]]\nname = \"many owners\"\nport = 8080\nexpect = { rule = \"servers\", outcome = \"refused\" }\n",
+    );
+    for i in 0..n {
+        let ppid = if chain && i > 0 { 99 + i } else { 1 };
+        let _ = write!(
+            t,
+            "[[test.owners]]\npid = {}\nppid = {ppid}\nuid = 1000\ncmdline = [\"server {i}\"]\n",
+            100 + i
+        );
+    }
+    t
+}
+
+#[test]
+fn a_policy_test_with_ten_thousand_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "owners.toml", many_owners(10_000, false));
+    let run = portguard(dir.path(), &[os("test"), path.as_os_str()]);
+    run.expect(0);
+    assert!(run.stdout.contains("1 passed, 0 failed"), "{}", run.stdout);
+    assert!(run.took < LIMIT);
+}
+
+#[test]
+fn a_deep_process_tree_of_ten_thousand_holders_is_grouped_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "chain.toml", many_owners(10_000, true));
+    let run = portguard_env(
+        dir.path(),
+        &[os("test"), path.as_os_str()],
+        &[],
+        Duration::from_secs(10),
+    );
+    run.expect(0);
+}
+
+// ---------------------------------------------------------------------------
+// Durations
+// ---------------------------------------------------------------------------
+
+const HUGE_TIMEOUTS: &str = "[defaults]\ntimeout = \"500000000000years\"\n[[rule]]\nname = \"w\"\nmatch.user = 4000000000\naction = \"wait\"\ntimeout = \"500000000000years\"\nthen = \"reuse\"\n";
+
+/// Found by `cargo fuzz run evaluate` (minimised): only `[defaults]` is
+/// huge, and a rule's fallback adds it to the rule's own timeout. Before
+/// durations were capped, `Policy::longest_timeout` overflowed on it and a
+/// real `resolve` of a free port exited 70.
+const HUGE_FALLBACK: &str = "[defaults]\naction = \"wait\"\ntimeout = \"500000000000years\"\n[[rule]]\nname = \"r0\"\nmatch.user = 4000000000\naction = \"reuse\"\nthen = \"wait\"\n";
+
+/// Every duration at the longest allowed, fallbacks adding up.
+const LONGEST_ALLOWED: &str = "[defaults]\naction = \"wait\"\ngrace = \"23h\"\ntimeout = \"24h\"\n[[rule]]\nname = \"w\"\nmatch.user = 4000000000\naction = \"wait\"\ntimeout = \"24h\"\nthen = \"terminate\"\ngrace = \"23h\"\n[[rule]]\nname = \"r\"\nmatch.user = 4000000001\naction = \"reuse\"\nhealth = \"tcp\"\ntimeout = \"24h\"\nthen = \"wait\"\n";
+
+#[test]
+fn huge_durations_are_a_clear_error_and_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    for text in [
+        HUGE_TIMEOUTS,
+        HUGE_FALLBACK,
+        "[[rule]]\nname = \"w\"\nmatch.user = 4000000000\naction = \"wait\"\ntimeout = \"18446744073709551615s\"\n",
+    ] {
+        let err = load(text).expect_err(text).to_string();
+        assert!(err.contains("duration"), "{err}");
+        let path = write(dir.path(), "huge.toml", text);
+        let run = portguard(dir.path(), &[os("check"), path.as_os_str()]);
+        run.expect(2);
+        assert!(run.stderr.contains("huge.toml:"), "{}", run.stderr);
+        // A real run of a free port too: the policy is checked first.
+        let args = [os("resolve"), os(&port), os("--policy"), path.as_os_str()];
+        portguard(dir.path(), &args).expect(2);
+        let args = [os("resolve"), os(&port), os("--explain"), os("--policy"), path.as_os_str()];
+        portguard(dir.path(), &args).expect(2);
+    }
+    // The longest durations allowed, added up through fallbacks.
+    let policy = load(LONGEST_ALLOWED).unwrap();
+    assert!(policy.longest_timeout() >= Duration::from_secs(48 * 3600));
+    let path = write(dir.path(), "longest.toml", LONGEST_ALLOWED);
+    portguard(dir.path(), &[os("check"), path.as_os_str()]).expect(0);
+    portguard(
+        dir.path(),
+        &[os("resolve"), os(&port), os("--policy"), path.as_os_str()],
+    )
+    .expect(0);
+}
