@@ -81,6 +81,23 @@ impl SocketEntry {
     }
 }
 
+/// The distinct local addresses and inodes of `held` sockets, in order: what
+/// a [`Holder`] records about the sockets it has fds on.
+pub fn addrs_and_inodes<'a>(
+    held: impl IntoIterator<Item = &'a SocketEntry>,
+) -> (Vec<SocketAddr>, Vec<u64>) {
+    let (mut addrs, mut inodes) = (Vec::new(), Vec::new());
+    for socket in held {
+        if !addrs.contains(&socket.local) {
+            addrs.push(socket.local);
+        }
+        if !inodes.contains(&socket.inode) {
+            inodes.push(socket.inode);
+        }
+    }
+    (addrs, inodes)
+}
+
 /// Identity of a process: a pid alone can be recycled, (pid, start time) cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct ProcessId {

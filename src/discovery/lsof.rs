@@ -540,16 +540,7 @@ impl Discovery for LsofDiscovery {
                 }),
                 None => None,
             };
-            let mut addrs = Vec::new();
-            let mut inodes = Vec::new();
-            for socket in held {
-                if !addrs.contains(&socket.local) {
-                    addrs.push(socket.local);
-                }
-                if !inodes.contains(&socket.inode) {
-                    inodes.push(socket.inode);
-                }
-            }
+            let (addrs, inodes) = crate::model::addrs_and_inodes(held);
             state.holders.push(Holder {
                 pid: Some(process.pid),
                 ppid: process.ppid,

@@ -498,16 +498,7 @@ impl ProcfsDiscovery {
                 .map(|parent| parent.comm == "systemd")
         };
         let age_ms = ctx.age_ms(stat.start_ticks);
-        let mut addrs = Vec::new();
-        let mut held_inodes = Vec::new();
-        for socket in held {
-            if !addrs.contains(&socket.local) {
-                addrs.push(socket.local);
-            }
-            if !held_inodes.contains(&socket.inode) {
-                held_inodes.push(socket.inode);
-            }
-        }
+        let (addrs, held_inodes) = crate::model::addrs_and_inodes(held);
         Some(Holder {
             pid: Some(pid),
             ppid: Some(stat.ppid),
