@@ -196,6 +196,23 @@ fn shared_policy(text: &str) -> (tempfile::TempDir, String) {
     (dir, path)
 }
 
+/// A copy of the binary that `nobody` can execute: the checkout itself may
+/// sit in a directory other users cannot enter.
+fn binary_for_nobody() -> &'static std::path::Path {
+    static COPY: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    &COPY
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let bin = dir.path().join("portguard");
+            std::fs::copy(PORTGUARD, &bin).expect("copy the binary");
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            (dir, bin)
+        })
+        .1
+}
+
 /// Runs portguard as user `nobody` (the suite runs as root in CI).
 fn as_nobody(args: &[&str]) -> Option<std::process::Output> {
     if !rustix::process::geteuid().is_root() {
@@ -204,7 +221,7 @@ fn as_nobody(args: &[&str]) -> Option<std::process::Output> {
     }
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(PORTGUARD)
+        .arg(binary_for_nobody())
         .args(args)
         .current_dir("/")
         .env_remove("PORTGUARD_POLICY")
