@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Longest pause between two socket-table re-checks while waiting.
-const MAX_TICK: Duration = Duration::from_millis(20);
+const MAX_TICK: Duration = Duration::from_millis(10);
 /// First pause; doubles up to [`MAX_TICK`].
 const FIRST_TICK: Duration = Duration::from_millis(1);
 

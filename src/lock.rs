@@ -154,7 +154,7 @@ pub fn acquire_in(
             });
         }
         std::thread::sleep(pause.min(timeout - waited));
-        pause = (pause * 2).min(Duration::from_millis(25));
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 
