@@ -1,51 +1,7 @@
 //! `--explain`, `-v`, `check --deny-warnings`, completions and the man page:
 //! the tooling that lets people see why portguard would act before it does.
 
-use crate::support::{signals, Holder, Sandbox};
-
-#[test]
-fn explain_json_is_the_trace_as_data_and_touches_nothing() {
-    let proxy = Holder::headroom_module().spawn();
-    let run = Sandbox::new().run([
-        "resolve",
-        &proxy.port().to_string(),
-        "--policy",
-        "headroom",
-        "--explain",
-        "--format",
-        "json",
-    ]);
-    run.assert_exit(0);
-    let entry = run.port(proxy.port());
-    assert_eq!(entry["dry_run"], true, "{}", run.describe());
-    assert_eq!(
-        entry["outcome"],
-        "freed",
-        "planned outcome\n{}",
-        run.describe()
-    );
-    assert!(signals(&entry).is_empty());
-    let trace = entry["trace"].as_array().expect("trace array");
-    assert_eq!(trace[0]["rule"], "stale-headroom-proxy");
-    assert_eq!(trace[0]["applied"], true);
-    let checks = trace[0]["groups"][0]["checks"].as_array().expect("checks");
-    let criteria: Vec<&str> = checks
-        .iter()
-        .filter_map(|c| c["criterion"].as_str())
-        .collect();
-    assert_eq!(criteria, ["cmdline", "exe", "user"]);
-    assert!(checks.iter().all(|c| c["held"] == true));
-    assert_eq!(trace[1]["reached"], false);
-    assert!(
-        entry["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("SIGKILL after 3s"),
-        "the plan names the escalation\n{}",
-        run.describe()
-    );
-    assert!(proxy.is_alive(), "--explain must act on nothing");
-}
+use crate::support::{Holder, Sandbox};
 
 #[test]
 fn explain_exit_code_is_the_planned_one() {

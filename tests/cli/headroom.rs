@@ -238,6 +238,32 @@ fn explain_plans_the_termination_but_signals_nothing() {
         "--explain signalled\n{}",
         run.describe()
     );
+    assert_eq!(
+        entry["outcome"],
+        "freed",
+        "planned outcome\n{}",
+        run.describe()
+    );
+    // The trace is data: every rule, every criterion with what it saw.
+    let trace = entry["trace"].as_array().expect("trace array");
+    assert_eq!(trace[0]["rule"], "stale-headroom-proxy");
+    assert_eq!(trace[0]["applied"], true);
+    let checks = trace[0]["groups"][0]["checks"].as_array().expect("checks");
+    let criteria: Vec<&str> = checks
+        .iter()
+        .filter_map(|c| c["criterion"].as_str())
+        .collect();
+    assert_eq!(criteria, ["cmdline", "exe", "user"]);
+    assert!(checks.iter().all(|c| c["held"] == true));
+    assert_eq!(trace[1]["reached"], false);
+    assert!(
+        entry["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("SIGKILL after 3s"),
+        "the plan names the escalation\n{}",
+        run.describe()
+    );
     assert!(proxy.is_alive(), "--explain killed the proxy");
     assert!(!proxy.port_is_bindable());
 }
