@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 
 /// How bad a problem is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The policy cannot be used.
@@ -175,7 +175,7 @@ pub fn render_indexed(diag: &Diagnostic, file: &str, index: &SourceIndex<'_>) ->
             let _ = writeln!(
                 out,
                 "{line} | {lead}{}{tail}",
-                crate::model::printable(&shown)
+                crate::terminal::printable(&shown)
             );
             let _ = writeln!(
                 out,

@@ -69,6 +69,36 @@ impl std::process::Termination for Exit {
     }
 }
 
+/// Each exit code and what it means, for the man page's EXIT STATUS.
+pub const EXIT_CODES: [(&str, &str); 8] = [
+    (
+        "0",
+        "the port is free: it was free, or the policy freed it; start your server",
+    ),
+    (
+        "3",
+        "reuse: the port is held by an owner the policy accepts; do not start another",
+    ),
+    (
+        "4",
+        "refused: the policy forbids touching the owner; the message says who holds it",
+    ),
+    (
+        "5",
+        "failed: the action could not free the port (timeout, permission denied, owner survived)",
+    ),
+    ("2", "usage or policy error; nothing was touched"),
+    ("1", "`portguard test` only: a policy test case failed"),
+    (
+        "70",
+        "unexpected internal error; nothing further was touched",
+    ),
+    (
+        "126/127",
+        "`portguard run` only: the command could not be executed / was not found",
+    ),
+];
+
 /// The table printed in `--help` and README.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -102,4 +132,15 @@ mod tests {
     }
 
     use super::Exit;
+
+    #[test]
+    fn help_and_man_page_list_the_same_codes() {
+        for (code, meaning) in super::EXIT_CODES {
+            let line = super::EXIT_CODES_HELP
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{code} ")))
+                .unwrap_or_else(|| panic!("code {code} missing from --help"));
+            assert!(line.ends_with(meaning), "{line:?} vs {meaning:?}");
+        }
+    }
 }

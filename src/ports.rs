@@ -28,6 +28,10 @@ pub enum PortError {
     /// A range whose end is below its start.
     #[error("invalid port range '{0}': the end is below the start")]
     Reversed(String),
+    /// A number written with leading zeros (`080`): some tools read those
+    /// as octal, so it is refused rather than guessed.
+    #[error("invalid port '{0}': write it without leading zeros")]
+    LeadingZero(String),
 }
 
 impl PortRange {
@@ -67,6 +71,9 @@ impl std::str::FromStr for PortRange {
         let number = |part: &str| -> Result<u16, PortError> {
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(PortError::Syntax(s.to_string()));
+            }
+            if part.len() > 1 && part.starts_with('0') && part.bytes().any(|b| b != b'0') {
+                return Err(PortError::LeadingZero(s.to_string()));
             }
             match part.parse::<u32>() {
                 Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
@@ -139,6 +146,10 @@ mod tests {
             ("1-2-3", PortError::Syntax("1-2-3".into())),
             ("9-3", PortError::Reversed("9-3".into())),
             ("0-5", PortError::OutOfRange("0-5".into())),
+            ("080", PortError::LeadingZero("080".into())),
+            ("0000080", PortError::LeadingZero("0000080".into())),
+            ("8000-08010", PortError::LeadingZero("8000-08010".into())),
+            ("00", PortError::OutOfRange("00".into())),
         ] {
             let got = input.parse::<PortRange>();
             assert_eq!(got, Err(want.clone()), "input {input:?}");
@@ -168,10 +179,14 @@ mod proptests {
     use proptest::prelude::*;
 
     /// What a port spec means, written independently of the parser:
-    /// `N` or `A-B`, decimal digits only, 1-65535, `A <= B`.
+    /// `N` or `A-B`, decimal digits only without leading zeros, 1-65535,
+    /// `A <= B`.
     fn oracle(s: &str) -> Option<(u16, u16)> {
         fn number(part: &str) -> Option<u16> {
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            if part.starts_with('0') && part.len() > 1 {
                 return None;
             }
             let digits = part.trim_start_matches('0');
@@ -228,7 +243,10 @@ mod proptests {
                 Err(e) => {
                     prop_assert_eq!(oracle(&s), None, "{:?} was rejected: {}", s, e);
                     let named = match &e {
-                        PortError::Syntax(v) | PortError::OutOfRange(v) | PortError::Reversed(v) => v,
+                        PortError::Syntax(v)
+                        | PortError::OutOfRange(v)
+                        | PortError::Reversed(v)
+                        | PortError::LeadingZero(v) => v,
                     };
                     prop_assert_eq!(named, &s);
                     prop_assert!(e.to_string().contains(&format!("'{s}'")), "{}", e);

@@ -16,8 +16,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use portguard::discovery::lsof::{LsofDiscovery, UNKNOWN_UID};
-use portguard::discovery::netlink::{self, NetlinkDiscovery, Scope};
+use portguard::discovery::owners::NetlinkDiscovery;
+use portguard::discovery::sockets::lsof::{LsofDiscovery, UNKNOWN_UID};
+use portguard::discovery::sockets::netlink;
+use portguard::discovery::sockets::Rows;
 use portguard::discovery::{backend, Backend, Discovery, DiscoveryError};
 use portguard::model::{Holder, PortState, Protocol};
 
@@ -145,11 +147,11 @@ impl Drop for Holders {
 fn normalized(mut state: PortState, ages: &mut Vec<Option<u64>>) -> PortState {
     state.sockets.sort_by_key(|s| (s.local, s.remote, s.inode));
     state.others.sort_by_key(|s| (s.local, s.remote, s.inode));
-    for h in &mut state.holders {
+    state.update_holders(|h| {
         h.addrs.sort();
         h.inodes.sort_unstable();
         ages.push(h.age_ms.take());
-    }
+    });
     state
 }
 
@@ -165,7 +167,7 @@ fn assert_same(label: &str, reference: PortState, other: PortState) {
 }
 
 fn netlink_available() -> bool {
-    match netlink::query(1, Protocol::Tcp, Scope::Holding) {
+    match netlink::query(1, Protocol::Tcp, Rows::Holding) {
         Ok(_) => true,
         Err(err) => {
             eprintln!("notice: netlink sock_diag unavailable ({err}); native falls back to /proc");
@@ -231,10 +233,10 @@ fn assert_lsof_agrees(procfs: &PortState, lsof: PortState) {
     let lsof = normalized(lsof, &mut b);
     assert_eq!(procfs.sockets, lsof.sockets, "lsof sockets");
     assert_eq!(procfs.others, lsof.others, "lsof other sockets");
-    assert_eq!(procfs.groups, lsof.groups, "lsof groups");
-    assert_eq!(procfs.holders.len(), lsof.holders.len());
+    assert_eq!(procfs.groups(), lsof.groups(), "lsof groups");
+    assert_eq!(procfs.holders().len(), lsof.holders().len());
     let joined = |h: &Holder| h.cmdline_joined();
-    for (p, l) in procfs.holders.iter().zip(&lsof.holders) {
+    for (p, l) in procfs.holders().iter().zip(lsof.holders()) {
         assert_eq!(
             (p.pid, p.ppid, p.uid, &p.user, &p.exe, &p.comm),
             (l.pid, l.ppid, l.uid, &l.user, &l.exe, &l.comm),
@@ -242,7 +244,7 @@ fn assert_lsof_agrees(procfs: &PortState, lsof: PortState) {
         assert_eq!(joined(p), joined(l));
         assert_eq!((p.start_ticks, p.orphan), (l.start_ticks, l.orphan));
         assert_eq!((&p.addrs, &p.inodes), (&l.addrs, &l.inodes));
-        assert_eq!(p.unknown_reason, l.unknown_reason);
+        assert_eq!(p.unknown, l.unknown);
     }
     for (x, y) in a.iter().zip(&b) {
         let (x, y) = (x.expect("age"), y.expect("age"));
@@ -259,7 +261,7 @@ fn has_ipv6() -> bool {
 }
 
 fn holder_pids(state: &PortState) -> Vec<u32> {
-    state.holders.iter().filter_map(|h| h.pid).collect()
+    state.holders().iter().filter_map(|h| h.pid).collect()
 }
 
 #[test]
@@ -268,8 +270,8 @@ fn tcp_listener_on_ipv4_loopback() {
     let state = all_backends_agree(holders.port, Protocol::Tcp);
     assert_eq!(holder_pids(&state), holders.pids());
     let addr: SocketAddr = format!("127.0.0.1:{}", holders.port).parse().unwrap();
-    assert_eq!(state.holders[0].addrs, vec![addr]);
-    assert!(state.holders[0].cmdline.is_some());
+    assert_eq!(state.holders()[0].addrs, vec![addr]);
+    assert!(state.holders()[0].cmdline.is_some());
 }
 
 #[test]
@@ -327,10 +329,10 @@ fn forked_workers_are_all_holders_in_one_group() {
     let holders = Holders::start("tcp", 3, false, &["127.0.0.1"]);
     let state = all_backends_agree(holders.port, Protocol::Tcp);
     assert_eq!(holder_pids(&state), holders.pids());
-    assert_eq!(state.groups.len(), 1);
-    let root = &state.holders[state.groups[0].root];
+    assert_eq!(state.groups().len(), 1);
+    let root = &state.holders()[state.groups()[0].root];
     assert_eq!(root.pid, Some(holders.master.id()));
-    assert_eq!(state.groups[0].members.len(), 4);
+    assert_eq!(state.groups()[0].members.len(), 4);
 }
 
 #[test]
@@ -360,17 +362,16 @@ fn lsof_that_sees_nothing_on_a_bound_port_reports_an_invisible_holder() {
     let port = listener.local_addr().unwrap().port();
     let state = lsof.discover(port, Protocol::Tcp).unwrap();
     assert!(!state.is_free());
-    assert_eq!(state.holders.len(), 1);
-    let holder = &state.holders[0];
+    assert_eq!(state.holders().len(), 1);
+    let holder = &state.holders()[0];
     assert_eq!(
         (holder.pid, holder.uid, &holder.user),
         (None, UNKNOWN_UID, &None)
     );
-    assert!(holder
-        .unknown_reason
-        .as_deref()
-        .unwrap()
-        .contains("run as root"));
+    assert_eq!(
+        holder.unknown,
+        Some(portguard::model::Unknown::LsofCannotInspect)
+    );
     drop(listener);
     assert!(lsof.discover(port, Protocol::Tcp).unwrap().is_free());
 }

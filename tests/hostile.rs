@@ -10,13 +10,13 @@
 //! `HOME` and `XDG_CONFIG_HOME` inside it, no `PORTGUARD_POLICY`) and killed
 //! if it overruns its time limit.
 
-use portguard::discovery::group_holders;
-use portguard::discovery::procfs::parse_cmdline;
-use portguard::evaluate::{evaluate, Context, Protected};
-use portguard::model::{Holder, PortState, Protocol, SocketEntry};
+use portguard::discovery::proc::parse::parse_cmdline;
+use portguard::evaluate::{evaluate, Context};
+use portguard::fixtures::{self, HolderBuilder, INODE};
+use portguard::model::{Holder, PortState};
 use portguard::policy::{load_source, PolicyError, PolicySource};
-use portguard::render::{self, PolicyInfo};
-use portguard::resolver::PortReport;
+use portguard::report::{explain, human, json, PolicyInfo};
+use portguard::resolver::{End, PortReport, Round};
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::io::Read;
@@ -542,69 +542,38 @@ fn regexes_over_the_size_limit_are_a_clear_error_quickly() {
 // ---------------------------------------------------------------------------
 
 fn holder(pid: u32, argv: Vec<String>) -> Holder {
-    Holder {
-        pid: Some(pid),
-        ppid: Some(1),
-        uid: 1000,
-        user: Some("alice".into()),
-        exe: Some("/usr/bin/python3.12".into()),
-        cmdline: Some(argv),
-        comm: Some("python3".into()),
-        start_ticks: Some(u64::from(pid)),
-        age_ms: Some(1000),
-        orphan: Some(true),
-        addrs: vec!["127.0.0.1:8787".parse().unwrap()],
-        inodes: vec![7],
-        unknown_reason: None,
-    }
+    HolderBuilder::new(pid)
+        .start(u64::from(pid))
+        .inodes(&[INODE])
+        .with(|h| h.cmdline = Some(argv))
+        .build()
 }
 
 fn state(holders: Vec<Holder>) -> PortState {
-    PortState {
-        port: 8787,
-        protocol: Protocol::Tcp,
-        sockets: vec![SocketEntry {
-            local: "127.0.0.1:8787".parse().unwrap(),
-            remote: "0.0.0.0:0".parse().unwrap(),
-            state: SocketEntry::TCP_LISTEN,
-            uid: 1000,
-            inode: 7,
-        }],
-        others: Vec::new(),
-        groups: group_holders(&holders),
-        holders,
-    }
+    fixtures::state(8787, holders)
 }
 
 fn ctx() -> Context {
-    Context {
-        self_uid: Some(1000),
-        self_name: Some("alice".into()),
-        protected: vec![Protected {
-            pid: 1,
-            why: "pid 1".into(),
-        }],
-        system_users: false,
-    }
+    fixtures::context()
 }
 
 /// Evaluates and renders `state` every way a run can: trace, result, JSON.
 fn render_all(policy: &portguard::policy::Policy, state: PortState) -> (String, String, String) {
     let d = evaluate(policy, &state, &ctx());
-    let message = portguard::actions::refuse_message(None, &state, d.rule.as_deref());
     let report = PortReport {
         port: state.port,
         protocol: state.protocol,
-        outcome: d.planned,
         dry_run: true,
-        message,
-        rounds: vec![(state, d)],
+        rounds: vec![Round { state, decision: d }],
         steps: Vec::new(),
+        end: End::Planned,
+        now: None,
+        lingering: 0,
     };
     let info = PolicyInfo::new(policy, "--policy");
-    let trace = render::trace_text(&report, &info);
-    let result = render::result_text(&report);
-    let json = render::resolve_json(&[report], &info, portguard::exit::Exit::Refused);
+    let trace = explain::trace_text(&report, &info);
+    let result = human::result_text(&report);
+    let json = json::resolve_json(&[report], &info, portguard::exit::Exit::Refused, Vec::new());
     (trace, result, json)
 }
 
@@ -665,7 +634,7 @@ fn cmdlines_with_newlines_escapes_and_invalid_utf8_match_and_render() {
 fn human_output_escapes_control_characters_of_a_foreign_argv() {
     let policy = load("[[rule]]\nname = \"r\"\naction = \"refuse\"\n").unwrap();
     let st = state(vec![holder(42, parse_cmdline(HOSTILE_ARGV))]);
-    let who = render::who_text(std::slice::from_ref(&st));
+    let who = human::who_text(std::slice::from_ref(&st));
     let (trace, result, _) = render_all(&policy, st);
     for (what, text) in [("who", &who), ("trace", &trace), ("result", &result)] {
         assert!(

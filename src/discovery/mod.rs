@@ -1,28 +1,28 @@
 //! Owner discovery: which sockets hold a port, and which processes hold them.
 //!
-//! The evaluator and the actions never read `/proc` themselves; they see the
-//! system only through [`Discovery`] (sockets and their holders) and
+//! The evaluator and the actions never read the system themselves; they see
+//! it only through [`Discovery`] (sockets and their holders) and
 //! [`ProcessTable`] (identity checks right before a signal). Backends
-//! implement the same traits without touching the evaluator, and tests can
-//! inject tables whose contents change between calls:
+//! implement the same traits, and tests inject tables whose contents change
+//! between calls.
 //!
-//! - [`netlink`] (Linux, the default): the kernel filters the socket table by
-//!   port over sock_diag, then one pass over `/proc/*/fd` finds the holders.
-//!   Falls back to `/proc/net` when netlink is unavailable.
-//! - [`procfs`] (Linux): the same owner scan, with the socket table read from
-//!   `/proc/net/{tcp,tcp6,udp,udp6}`.
-//! - [`lsof`]: parses `lsof -F`, the portable path for macOS and the BSDs.
-//!
-//! The Linux modules are compiled only on Linux, so the portable path builds
-//! without them.
+//! - [`sockets`]: where the socket-table rows come from (netlink, `/proc/net`,
+//!   lsof).
+//! - [`proc`]: what the system says about one process, per OS.
+//! - [`owners`] (Linux): the two together — the default backend.
+//! - [`probe`]: whether a server can bind the port, which is what "free"
+//!   means.
+//! - [`unit`] and [`users`]: the systemd unit of a cgroup, user names.
 
-pub mod lsof;
 #[cfg(target_os = "linux")]
-pub mod netlink;
-#[cfg(target_os = "linux")]
-pub mod procfs;
+pub mod owners;
+pub mod probe;
+pub mod proc;
+pub mod sockets;
+pub mod unit;
+pub mod users;
 
-use crate::model::{PortState, ProcessId, Protocol, SocketEntry};
+use crate::model::{BindProbe, PortState, ProcessId, Protocol, SocketEntry};
 
 /// Errors discovery can report. A process vanishing mid-scan is not an error
 /// (it is simply no longer a holder); failing to read the socket table is.
@@ -55,12 +55,26 @@ pub enum DiscoveryError {
     },
 }
 
+/// Which sockets a scan treats as holding the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Listening TCP sockets, bound UDP ones.
+    Holding,
+    /// The same, with every other socket on the port listed in
+    /// [`PortState::others`].
+    All,
+    /// Nothing listens but a bind fails: every socket on the port that a
+    /// process owns holds it too; sockets no process owns (TIME_WAIT) are
+    /// listed in [`PortState::others`].
+    Blocking,
+}
+
 /// A source of sockets and the processes that hold them.
 pub trait Discovery {
-    /// Everything about `port`: holding sockets, other sockets on the port,
-    /// every holder (with unseen owners as pid-less holders and the reason),
-    /// grouped into process trees as SPEC describes.
-    fn discover(&self, port: u16, proto: Protocol) -> Result<PortState, DiscoveryError>;
+    /// The sockets on `port` that `scope` counts as holding, every holder
+    /// (with unseen owners as pid-less holders and the reason), grouped into
+    /// process trees.
+    fn scan(&self, port: u16, proto: Protocol, scope: Scope) -> Result<PortState, DiscoveryError>;
 
     /// Only the sockets that hold `port` right now: the cheap re-check used
     /// while waiting for a port to be released.
@@ -70,10 +84,32 @@ pub trait Discovery {
         proto: Protocol,
     ) -> Result<Vec<SocketEntry>, DiscoveryError>;
 
-    /// Whether a server could bind the port now (the second half of "freed
-    /// is verified"). A trait method so fakes can stand in for the kernel.
-    fn bind_probe(&self, port: u16, proto: Protocol) -> bool {
-        crate::actions::bind_probe(port, proto)
+    /// Whether a server could bind the port now. A trait method so fakes can
+    /// stand in for the kernel.
+    fn bind_probe(&self, port: u16, proto: Protocol) -> BindProbe {
+        probe::probe(port, proto)
+    }
+
+    /// Everything about `port`: its holders, and when nothing listens, what
+    /// a bind says. A port is free only when a server can bind it: when a
+    /// bind fails although nothing listens, the processes whose sockets are
+    /// on the port hold it; sockets no process owns (TIME_WAIT) are listed
+    /// in [`PortState::others`], and the probe's verdict is kept in
+    /// [`PortState::probe`].
+    fn discover(&self, port: u16, proto: Protocol) -> Result<PortState, DiscoveryError> {
+        let state = self.scan(port, proto, Scope::Holding)?;
+        if !state.is_free() {
+            return Ok(state);
+        }
+        let probe = self.bind_probe(port, proto);
+        let mut state = match probe {
+            BindProbe::Free => state,
+            // Bindable: list what lingers, for the note.
+            BindProbe::Lingering => self.scan(port, proto, Scope::All)?,
+            BindProbe::InUse => self.scan(port, proto, Scope::Blocking)?,
+        };
+        state.probe = Some(probe);
+        Ok(state)
     }
 }
 
@@ -89,200 +125,9 @@ pub trait ProcessTable {
 
     /// The parent pid of `pid`, when it exists.
     fn parent(&self, pid: u32) -> Option<u32>;
-}
 
-/// Group holders into process trees (SPEC "What held means").
-///
-/// A holder whose parent is also a holder sharing at least one socket inode
-/// belongs to its parent's group, transitively, so forked workers of a
-/// master (and their own children) are judged by the master. A child that
-/// holds a *different* socket than its parent is its own group: it was not
-/// handed the socket, so the parent's rule says nothing about it. Pid-less
-/// holders are each their own group.
-///
-/// This works on plain [`Holder`](crate::model::Holder) data, so every backend (and the policy test
-/// runner's hand-written owners) groups the same way. Groups come out in
-/// order of their root's index; members are the root first, then ascending
-/// pid.
-pub fn group_holders(holders: &[crate::model::Holder]) -> Vec<crate::model::Group> {
-    let index_of_pid: std::collections::HashMap<u32, usize> = holders
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| Some((h.pid?, i)))
-        .collect();
-    let parent_of: Vec<Option<usize>> = holders
-        .iter()
-        .enumerate()
-        .map(|(i, child)| {
-            let ppid = child.ppid?;
-            child.pid?;
-            let j = *index_of_pid.get(&ppid)?;
-            let shares = holders[j]
-                .inodes
-                .iter()
-                .any(|inode| child.inodes.contains(inode));
-            (j != i && shares).then_some(j)
-        })
-        .collect();
-
-    // Each holder's root, found once: a walk stops at the first holder whose
-    // root is already known, so a deep tree costs linear time, not cubic.
-    let mut root_of: Vec<Option<usize>> = vec![None; holders.len()];
-    for start in 0..holders.len() {
-        let mut path: Vec<usize> = Vec::new();
-        let mut on_path: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
-        let mut at = start;
-        let root = loop {
-            if let Some(known) = root_of[at] {
-                break known;
-            }
-            if let Some(&pos) = on_path.get(&at) {
-                // A cycle cannot come from a real process table (pids are
-                // unique and a parent is older than its child), but data can
-                // be hand-written: break it at its smallest index so every
-                // member agrees on the root.
-                break path[pos..].iter().copied().min().unwrap_or(at);
-            }
-            on_path.insert(at, path.len());
-            path.push(at);
-            match parent_of[at] {
-                Some(parent) => at = parent,
-                None => break at,
-            }
-        };
-        for p in path {
-            root_of[p] = Some(root);
-        }
-    }
-
-    let mut by_root: std::collections::BTreeMap<usize, Vec<usize>> =
-        std::collections::BTreeMap::new();
-    for (i, root) in root_of.iter().enumerate() {
-        by_root.entry(root.unwrap_or(i)).or_default().push(i);
-    }
-    by_root
-        .into_iter()
-        .map(|(root, mut members)| {
-            members.sort_by_key(|&m| (m != root, holders.get(m).and_then(|h| h.pid), m));
-            crate::model::Group { root, members }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::group_holders;
-    use crate::model::{Group, Holder};
-
-    fn holder(pid: Option<u32>, ppid: Option<u32>, inodes: &[u64]) -> Holder {
-        Holder {
-            pid,
-            ppid,
-            uid: 1000,
-            user: None,
-            exe: None,
-            cmdline: None,
-            comm: None,
-            start_ticks: None,
-            age_ms: None,
-            orphan: None,
-            addrs: Vec::new(),
-            inodes: inodes.to_vec(),
-            unknown_reason: None,
-        }
-    }
-
-    fn group(root: usize, members: &[usize]) -> Group {
-        Group {
-            root,
-            members: members.to_vec(),
-        }
-    }
-
-    #[test]
-    fn workers_join_their_master() {
-        // Sorted by pid, as discovery produces them.
-        let holders = [
-            holder(Some(100), Some(1), &[7]),
-            holder(Some(101), Some(100), &[7]),
-            holder(Some(102), Some(100), &[7]),
-        ];
-        assert_eq!(group_holders(&holders), vec![group(0, &[0, 1, 2])]);
-    }
-
-    #[test]
-    fn child_with_a_different_socket_is_its_own_group() {
-        let holders = [
-            holder(Some(100), Some(1), &[7]),
-            holder(Some(101), Some(100), &[8]),
-        ];
-        assert_eq!(
-            group_holders(&holders),
-            vec![group(0, &[0]), group(1, &[1])]
-        );
-    }
-
-    #[test]
-    fn sharing_one_of_several_sockets_is_enough() {
-        let holders = [
-            holder(Some(100), Some(1), &[7, 9]),
-            holder(Some(101), Some(100), &[9]),
-        ];
-        assert_eq!(group_holders(&holders), vec![group(0, &[0, 1])]);
-    }
-
-    #[test]
-    fn three_levels_collapse_to_the_root() {
-        // Index order differs from tree order: the grandchild has the
-        // lowest index after the root, members still come out by pid.
-        let holders = [
-            holder(Some(50), Some(1), &[7]),
-            holder(Some(60), Some(70), &[7]),
-            holder(Some(70), Some(50), &[7]),
-            holder(Some(80), Some(1), &[7]),
-        ];
-        assert_eq!(
-            group_holders(&holders),
-            vec![group(0, &[0, 1, 2]), group(3, &[3])]
-        );
-    }
-
-    #[test]
-    fn root_comes_first_even_with_a_higher_pid() {
-        // pid wrap-around: the master can have a higher pid than its worker.
-        let holders = [
-            holder(Some(5), Some(32000), &[7]),
-            holder(Some(32000), Some(1), &[7]),
-        ];
-        assert_eq!(group_holders(&holders), vec![group(1, &[1, 0])]);
-    }
-
-    #[test]
-    fn pidless_holders_are_each_their_own_group() {
-        let holders = [
-            holder(Some(100), Some(1), &[7]),
-            holder(None, None, &[7]),
-            holder(None, None, &[8]),
-        ];
-        assert_eq!(
-            group_holders(&holders),
-            vec![group(0, &[0]), group(1, &[1]), group(2, &[2])]
-        );
-    }
-
-    #[test]
-    fn a_hand_written_cycle_still_yields_one_group() {
-        let holders = [
-            holder(Some(10), Some(11), &[7]),
-            holder(Some(11), Some(10), &[7]),
-        ];
-        assert_eq!(group_holders(&holders), vec![group(0, &[0, 1])]);
-    }
-
-    #[test]
-    fn no_holders_no_groups() {
-        assert!(group_holders(&[]).is_empty());
-    }
+    /// Whether `pid` is stopped (SIGSTOP, Ctrl-Z), when that can be read.
+    fn is_stopped(&self, pid: u32) -> Option<bool>;
 }
 
 /// Discovery backends selectable by name (`--backend`).
@@ -372,14 +217,14 @@ pub fn backend(which: Backend) -> Box<dyn Discovery + Send + Sync> {
 pub fn backend_with(which: Backend, others: bool) -> Box<dyn Discovery + Send + Sync> {
     match which {
         #[cfg(target_os = "linux")]
-        Backend::Native if others => Box::new(netlink::NetlinkDiscovery::default().with_others()),
+        Backend::Native if others => Box::new(owners::NetlinkDiscovery::default().with_others()),
         #[cfg(target_os = "linux")]
-        Backend::Native => Box::new(netlink::NetlinkDiscovery::default()),
+        Backend::Native => Box::new(owners::NetlinkDiscovery::default()),
         #[cfg(not(target_os = "linux"))]
-        Backend::Native => Box::new(lsof::LsofDiscovery::default()),
+        Backend::Native => Box::new(sockets::lsof::LsofDiscovery::default()),
         #[cfg(target_os = "linux")]
-        Backend::Procfs => Box::new(procfs::ProcfsDiscovery::default()),
-        Backend::Lsof => Box::new(lsof::LsofDiscovery::default()),
+        Backend::Procfs => Box::new(owners::ProcfsDiscovery::default()),
+        Backend::Lsof => Box::new(sockets::lsof::LsofDiscovery::default()),
     }
 }
 

@@ -4,10 +4,10 @@
 use super::raw::{RawDefaults, RawMatch, RawPolicy, RawRule, RawTest};
 use super::{
     Action, ActionKind, Criteria, Defaults, Expect, Health, Invalid, Pattern, Policy, PolicyError,
-    PolicySource, Rule, Signal, Terminate, TestCase, UserSpec, PLACEHOLDERS,
+    PolicySource, Rule, Signal, StatusCodes, Template, Terminate, TestCase, UserSpec,
 };
 use crate::diagnostic::{Diagnostic, Severity, SourceIndex};
-use crate::model::{Holder, Outcome, Protocol};
+use crate::model::{Holder, Outcome, Protocol, Unknown};
 use crate::ports::{port_from_int, PortRange};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -104,6 +104,7 @@ fn present_settings(r: &RawRule) -> Vec<(&'static str, Range<usize>)> {
     add("message", r.message.as_ref().map(Spanned::span));
     add("health", r.health.as_ref().map(Spanned::span));
     add("health_body", r.health_body.as_ref().map(Spanned::span));
+    add("health_status", r.health_status.as_ref().map(Spanned::span));
     add(
         "health_any_host",
         r.health_any_host.as_ref().map(Spanned::span),
@@ -502,24 +503,18 @@ impl Checker<'_> {
                 },
                 None => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             };
-            owners.push(Holder {
-                pid: o.pid,
-                ppid: o.ppid,
-                uid,
-                user: o.user.clone(),
-                exe: o.exe.clone(),
-                cmdline: o.cmdline.clone(),
-                comm: None,
-                start_ticks: o.pid.map(u64::from),
-                age_ms: None,
-                orphan: o.orphan.or(o.ppid.map(|p| p <= 1)),
-                addrs: vec![addr],
-                inodes: vec![1],
-                unknown_reason: o
-                    .pid
-                    .is_none()
-                    .then(|| "test owner without a pid".to_string()),
-            });
+            let mut owner = Holder::unseen(uid, vec![addr], vec![1], Unknown::TestOwner);
+            if let Some(pid) = o.pid {
+                owner.pid = Some(pid);
+                owner.start_ticks = Some(u64::from(pid));
+                owner.unknown = None;
+            }
+            owner.ppid = o.ppid;
+            owner.user = o.user.clone();
+            owner.exe = o.exe.clone();
+            owner.cmdline = o.cmdline.clone();
+            owner.orphan = o.orphan.or(o.ppid.map(|p| p <= 1));
+            owners.push(owner);
         }
         if self.error_count() > errors_before {
             return None;
@@ -606,14 +601,9 @@ impl Checker<'_> {
                 })
             }
             ActionKind::Wait => Action::Wait { timeout, then },
-            ActionKind::Refuse => {
-                if let Some(m) = &r.message {
-                    self.check_template(m);
-                }
-                Action::Refuse {
-                    message: r.message.as_ref().map(|m| m.get_ref().clone()),
-                }
-            }
+            ActionKind::Refuse => Action::Refuse {
+                message: r.message.as_ref().map(|m| self.template(m)),
+            },
             ActionKind::Reuse => {
                 let health = match &r.health {
                     None => None,
@@ -625,9 +615,14 @@ impl Checker<'_> {
                             Some(b) => Some(self.regex(b)?),
                             None => None,
                         };
+                        let status = match &r.health_status {
+                            Some(codes) => self.status_codes(codes)?,
+                            None => StatusCodes::default(),
+                        };
                         Some(Health::Http {
                             url: h.get_ref().clone(),
                             body,
+                            status,
                         })
                     }
                     Some(h) => {
@@ -642,6 +637,7 @@ impl Checker<'_> {
                 if !matches!(health, Some(Health::Http { .. })) {
                     for (key, span) in [
                         ("health_body", r.health_body.as_ref().map(Spanned::span)),
+                        ("health_status", r.health_status.as_ref().map(Spanned::span)),
                         (
                             "health_any_host",
                             r.health_any_host.as_ref().map(Spanned::span),
@@ -696,6 +692,40 @@ impl Checker<'_> {
         Some(())
     }
 
+    /// `health_status`: codes 100-599 and "a-b" ranges.
+    fn status_codes(&mut self, list: &Spanned<Vec<Spanned<toml::Value>>>) -> Option<StatusCodes> {
+        let mut codes = Vec::new();
+        let mut ok = true;
+        for v in list.get_ref() {
+            let parsed = match v.get_ref() {
+                toml::Value::Integer(n) => u16::try_from(*n).ok().map(|c| (c, c)),
+                toml::Value::String(s) => match s.split_once('-') {
+                    Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
+                    None => s.parse().ok().map(|c| (c, c)),
+                },
+                _ => None,
+            };
+            match parsed {
+                Some((lo, hi)) if (100..=599).contains(&lo) && (lo..=599).contains(&hi) => {
+                    codes.push((lo, hi));
+                }
+                _ => {
+                    ok = false;
+                    self.error_help(
+                        "invalid HTTP status code",
+                        v.span(),
+                        "status codes are 100-599, as numbers or \"a-b\" ranges, e.g. [200, 503] or [\"200-299\"]",
+                    );
+                }
+            }
+        }
+        if codes.is_empty() && ok {
+            self.error("empty `health_status`: no answer would count", list.span());
+            return None;
+        }
+        ok.then_some(StatusCodes(codes))
+    }
+
     fn signal(&mut self, s: &Spanned<String>) -> Option<Signal> {
         let sig = Signal::parse(s.get_ref());
         if sig.is_none() {
@@ -709,26 +739,25 @@ impl Checker<'_> {
         sig
     }
 
-    fn check_template(&mut self, m: &Spanned<String>) {
-        let mut rest = m.get_ref().as_str();
-        while let Some(open) = rest.find('{') {
-            let after = &rest[open + 1..];
-            let Some(close) = after.find('}') else { break };
-            let name = &after[..close];
-            if !PLACEHOLDERS.contains(&name) {
-                self.diags.push(
-                    Diagnostic::warning(
-                        format!("unknown placeholder `{{{name}}}` in message"),
-                        Some(m.span()),
-                    )
-                    .with_help(format!(
-                        "placeholders are {}; an unknown one is printed as written",
-                        PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
-                    )),
-                );
-            }
-            rest = &after[close + 1..];
+    /// Parses a `message` template; an unknown `{placeholder}` is a
+    /// warning (it is printed as written).
+    fn template(&mut self, m: &Spanned<String>) -> Template {
+        let template = Template::parse(m.get_ref());
+        for name in template.unknown() {
+            self.diags.push(
+                Diagnostic::warning(
+                    format!("unknown placeholder `{{{name}}}` in message"),
+                    Some(m.span()),
+                )
+                .with_help(format!(
+                    "placeholders are {}; an unknown one is printed as written",
+                    super::Placeholder::ALL
+                        .map(|p| format!("{{{}}}", p.name()))
+                        .join(" ")
+                )),
+            );
         }
+        template
     }
 
     fn ports(&mut self, p: &Spanned<Vec<Spanned<toml::Value>>>) -> Option<Option<Vec<PortRange>>> {

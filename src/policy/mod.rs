@@ -9,9 +9,11 @@
 mod builtin;
 mod load;
 pub mod raw;
+mod template;
 
 pub use builtin::{locate, parse_policy_arg, LookupEnv, PolicySource, BUILTINS};
 pub use load::{load_file, load_source};
+pub use template::{Placeholder, Template};
 
 use crate::diagnostic::{self, Diagnostic, Severity};
 use regex::Regex;
@@ -87,6 +89,24 @@ impl Policy {
             text: self.text.clone(),
             diagnostics,
         })
+    }
+
+    /// Every user name the rules' `match.user` criteria give (not uids, not
+    /// `"$self"`): the names to look up before evaluating.
+    pub fn user_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .rules
+            .iter()
+            .filter_map(|r| r.criteria.user.as_ref())
+            .flatten()
+            .filter_map(|u| match u {
+                UserSpec::Name(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// The longest any single action of this policy may take (timeouts
@@ -270,7 +290,7 @@ impl fmt::Display for UserSpec {
 }
 
 /// The four kinds of action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionKind {
     /// Signal the holders until the port is free.
@@ -313,6 +333,7 @@ impl ActionKind {
             ActionKind::Reuse => &[
                 "health",
                 "health_body",
+                "health_status",
                 "health_any_host",
                 "timeout",
                 "then",
@@ -343,7 +364,7 @@ pub enum Action {
     /// Do nothing; exit 4 with a message.
     Refuse {
         /// Message template; `None` uses the built-in message.
-        message: Option<String>,
+        message: Option<Template>,
     },
     /// Accept the holder; exit 3.
     Reuse {
@@ -402,13 +423,51 @@ pub struct Terminate {
 pub enum Health {
     /// A TCP connect to the held address succeeds.
     Tcp,
-    /// An HTTP GET answers 2xx (and its body contains `body`, when given).
+    /// An HTTP GET answers with an accepted status (and its body contains
+    /// `body`, when given).
     Http {
         /// URL template; `{port}` is replaced by the port being resolved.
         url: String,
         /// Regex the response body must contain.
         body: Option<Pattern>,
+        /// The status codes that count as an answer (default 200-299).
+        status: StatusCodes,
     },
+}
+
+/// HTTP status codes a health check accepts: codes and inclusive ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCodes(pub Vec<(u16, u16)>);
+
+impl Default for StatusCodes {
+    /// Any 2xx.
+    fn default() -> Self {
+        StatusCodes(vec![(200, 299)])
+    }
+}
+
+impl StatusCodes {
+    /// Whether `status` is accepted.
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+impl fmt::Display for StatusCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// A signal portguard may send, by name.
@@ -425,6 +484,9 @@ impl Signal {
     pub const TERM: Signal = Signal::known("SIGTERM", rustix::process::Signal::TERM);
     /// SIGKILL.
     pub const KILL: Signal = Signal::known("SIGKILL", rustix::process::Signal::KILL);
+    /// SIGCONT: sent after the terminate signal (never named by a policy),
+    /// so a stopped holder runs its shutdown at once, as systemd does.
+    pub const CONT: Signal = Signal::known("SIGCONT", rustix::process::Signal::CONT);
 
     const fn known(name: &'static str, sig: rustix::process::Signal) -> Signal {
         Signal {
@@ -468,9 +530,6 @@ impl fmt::Display for Signal {
         f.write_str(self.name)
     }
 }
-
-/// Placeholders a `message` template may use.
-pub const PLACEHOLDERS: [&str; 7] = ["port", "pid", "user", "uid", "exe", "cmdline", "rule"];
 
 /// Errors from finding or loading a policy.
 #[derive(Debug, thiserror::Error)]
@@ -573,8 +632,11 @@ impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Health::Tcp => f.write_str("a tcp connect"),
-            Health::Http { url, body } => {
+            Health::Http { url, body, status } => {
                 write!(f, "GET {url}")?;
+                if *status != StatusCodes::default() {
+                    write!(f, " (status {status})")?;
+                }
                 if let Some(re) = body {
                     write!(f, " (body matching '{}')", re.as_str())?;
                 }

@@ -92,7 +92,7 @@ pub struct RawRule {
     #[serde(default)]
     #[schemars(schema_with = "action_schema")]
     pub then: Option<Spanned<String>>,
-    /// refuse: message template with {port} {pid} {user} {uid} {exe} {cmdline} {rule}.
+    /// refuse: message template with {port} {pid} {user} {uid} {exe} {cmdline} {rule} {container} {image} {unit}.
     #[schemars(with = "Option<String>")]
     pub message: Option<Spanned<String>>,
     /// reuse: check that the holder answers before reusing it: "tcp" (it accepts a connection) or an http:// URL template with {port} (a 2xx answer within `timeout`). Loopback hosts only, unless `health_any_host = true`.
@@ -101,6 +101,10 @@ pub struct RawRule {
     /// reuse: regex the health response body must contain (http health checks).
     #[schemars(with = "Option<String>")]
     pub health_body: Option<Spanned<String>>,
+    /// reuse: HTTP status codes that count as an answer of an http health check: codes and "a-b" ranges (default ["200-299"]). A server that reports trouble with a 503 but is alive can be accepted with [200, 503].
+    #[serde(default)]
+    #[schemars(schema_with = "status_schema")]
+    pub health_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     /// reuse: allow an http health URL whose host is not loopback.
     #[schemars(with = "Option<bool>")]
     pub health_any_host: Option<Spanned<bool>>,
@@ -204,6 +208,20 @@ fn ports_schema(_: &mut SchemaGenerator) -> Schema {
             "anyOf": [
                 { "type": "integer", "minimum": 1, "maximum": 65535 },
                 { "type": "string", "pattern": "^[0-9]{1,5}(-[0-9]{1,5})?$" }
+            ]
+        }
+    })
+}
+
+fn status_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "reuse: HTTP status codes an http health check accepts: codes 100-599 and \"a-b\" ranges (default [\"200-299\"]).",
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "anyOf": [
+                { "type": "integer", "minimum": 100, "maximum": 599 },
+                { "type": "string", "pattern": "^[0-9]{3}(-[0-9]{3})?$" }
             ]
         }
     })

@@ -15,6 +15,7 @@ mod hook;
 mod output;
 mod policies;
 mod policy_files;
+mod report;
 mod run;
 mod safety;
 mod usage;

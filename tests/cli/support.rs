@@ -208,6 +208,7 @@ pub struct HolderBuilder {
     proto: Proto,
     addr: String,
     listen: bool,
+    reuseaddr: bool,
     exe: String,
     argv: Vec<String>,
     files: Vec<(String, Payload)>,
@@ -226,6 +227,7 @@ impl HolderBuilder {
             proto,
             addr: addr.to_owned(),
             listen: true,
+            reuseaddr: true,
             exe: "{python}".into(),
             argv: vec![
                 "{python}".into(),
@@ -281,6 +283,13 @@ impl HolderBuilder {
     /// Extra environment for the holder.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Bind without SO_REUSEADDR (servers set it; the TIME_WAIT its
+    /// connections leave then blocks a restart for up to 60 s).
+    pub fn no_reuseaddr(mut self) -> Self {
+        self.reuseaddr = false;
         self
     }
 
@@ -367,7 +376,7 @@ impl HolderBuilder {
             "proto": match self.proto { Proto::Tcp => "tcp", Proto::Udp => "udp" },
             "addr": self.addr,
             "listen": self.listen,
-            "reuseaddr": !self.listen,
+            "reuseaddr": self.reuseaddr,
             "exe": expand(&self.exe),
             "argv": self.argv.iter().map(|a| expand(a)).collect::<Vec<_>>(),
             "env": env,

@@ -1,0 +1,83 @@
+//! `portguard test`: run the policies' `[[test]]` cases.
+
+use super::check::load_file;
+use super::{CliError, Io};
+use crate::evaluate::cases::run_all;
+use crate::exit::Exit;
+use crate::report::explain::trace_text;
+use crate::report::PolicyInfo;
+use crate::resolver::{End, PortReport, Round};
+use clap::Args;
+use std::path::PathBuf;
+
+/// Arguments of `portguard test`.
+#[derive(Debug, Clone, Args)]
+pub struct TestArgs {
+    /// Policy files.
+    #[arg(required = true, value_name = "POLICY")]
+    pub files: Vec<PathBuf>,
+    /// Print the decision trace of each failing case.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// `portguard test`: `ok` or `FAIL` with the reason per case, then
+/// `N passed, M failed`. Exit 1 when a case failed, 2 when a file is
+/// invalid.
+pub fn run(args: &TestArgs, io: &mut Io<'_>) -> Result<Exit, CliError> {
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut exit = Exit::Free;
+    for file in &args.files {
+        let Some(policy) = load_file(file, io) else {
+            exit = Exit::Usage;
+            continue;
+        };
+        let _ = writeln!(io.out, "{}", file.display());
+        if policy.tests.is_empty() {
+            let _ = writeln!(io.out, "  (no test cases)");
+        }
+        for r in run_all(&policy) {
+            let got = format!(
+                "rule {}, action {}, outcome {}",
+                r.rule.as_deref().unwrap_or("default"),
+                r.action.map_or("none".to_string(), |a| a.to_string()),
+                r.outcome
+            );
+            if r.passed() {
+                passed += 1;
+                let _ = writeln!(io.out, "  ok    {} ({got})", r.name);
+                continue;
+            }
+            failed += 1;
+            let _ = writeln!(
+                io.out,
+                "  FAIL  {} (line {}): {}; decided {got}",
+                r.name,
+                r.line,
+                r.failures.join("; ")
+            );
+            if args.verbose {
+                let (state, decision) = r.evaluated;
+                let report = PortReport {
+                    port: state.port,
+                    protocol: state.protocol,
+                    dry_run: true,
+                    rounds: vec![Round { state, decision }],
+                    steps: Vec::new(),
+                    end: End::Planned,
+                    now: None,
+                    lingering: 0,
+                };
+                let info = PolicyInfo::new(&policy, "the test case");
+                for line in trace_text(&report, &info).lines() {
+                    let _ = writeln!(io.out, "        {line}");
+                }
+            }
+        }
+    }
+    let _ = writeln!(io.out, "{passed} passed, {failed} failed");
+    if failed > 0 {
+        exit = exit.worst(Exit::TestFailed);
+    }
+    Ok(exit)
+}

@@ -1,0 +1,216 @@
+//! `portguard test`: runs a policy's `[[test]]` cases — owners given as data,
+//! evaluated exactly as a real run would evaluate discovered holders — and
+//! compares the decision with what the case expects.
+
+use super::{evaluate, Context, Decision, Protected, ProtectedWhy};
+use crate::model::{Outcome, PortState, SocketEntry};
+use crate::policy::{Action, ActionKind, Policy, TestCase};
+
+/// The result of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// Case name.
+    pub name: String,
+    /// Line of the `[[test]]` table.
+    pub line: usize,
+    /// What did not match, in words; empty when the case passed.
+    pub failures: Vec<String>,
+    /// The rule that applied (`None`: the default).
+    pub rule: Option<String>,
+    /// The action chosen.
+    pub action: Option<ActionKind>,
+    /// The planned outcome.
+    pub outcome: Outcome,
+    /// The port as the case describes it and the whole decision, for
+    /// `portguard test -v`.
+    pub evaluated: (PortState, Decision),
+}
+
+impl CaseResult {
+    /// Whether every expectation held.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// The port as discovery would have reported it, built from the case's
+/// owners: they share one listening socket, so owners whose parent is
+/// another owner group under it as forked workers do.
+pub fn case_state(case: &TestCase) -> PortState {
+    let sockets = case
+        .owners
+        .first()
+        .map(|o| SocketEntry {
+            local: o.addrs[0],
+            remote: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            state: SocketEntry::TCP_LISTEN,
+            uid: o.uid,
+            inode: 1,
+        })
+        .into_iter()
+        .collect();
+    PortState::new(
+        case.port,
+        case.protocol,
+        sockets,
+        Vec::new(),
+        case.owners.clone(),
+    )
+}
+
+/// The evaluation context of a case: `self` as given, user names compared
+/// as data (never looked up on this machine), pid 1 protected.
+pub fn case_context(case: &TestCase) -> Context {
+    Context {
+        self_uid: case.self_uid,
+        self_name: case.self_name.clone(),
+        protected: vec![Protected {
+            pid: 1,
+            why: ProtectedWhy::Init,
+        }],
+        uids: None,
+    }
+}
+
+/// Runs one case.
+pub fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
+    let state = case_state(case);
+    let d = evaluate(policy, &state, &case_context(case));
+    let action = d.action.as_ref().map(Action::kind);
+    let got_rule = d.rule.clone().unwrap_or_else(|| "default".into());
+    let mut failures = Vec::new();
+    let e = &case.expect;
+    if let Some(rule) = &e.rule {
+        if *rule != got_rule {
+            failures.push(format!("expected rule {rule}, got {got_rule}"));
+        }
+    }
+    if let Some(want) = e.action {
+        if action != Some(want) {
+            failures.push(format!(
+                "expected action {want}, got {}",
+                action.map_or("none (the port is free)".to_string(), |a| a.to_string())
+            ));
+        }
+    }
+    if let Some(want) = e.outcome {
+        if d.planned != want {
+            failures.push(format!("expected outcome {want}, got {}", d.planned));
+        }
+    }
+    CaseResult {
+        name: case.name.clone(),
+        line: case.line,
+        failures,
+        rule: d.rule.clone(),
+        action,
+        outcome: d.planned,
+        evaluated: (state, d),
+    }
+}
+
+/// Runs every case of `policy`, in file order.
+pub fn run_all(policy: &Policy) -> Vec<CaseResult> {
+    policy.tests.iter().map(|c| run_case(policy, c)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{load_source, PolicySource};
+
+    const POLICY: &str = r#"
+[[rule]]
+name = "mine"
+match.user = "$self"
+match.cmdline = '^server'
+action = "terminate"
+[[rule]]
+name = "rest"
+action = "refuse"
+
+[[test]]
+name = "own server with a worker is terminated"
+port = 8080
+self = "alice"
+expect = { rule = "mine", action = "terminate", outcome = "freed" }
+owners = [
+  { pid = 10, ppid = 1, user = "alice", uid = 1000, cmdline = ["server"] },
+  { pid = 11, ppid = 10, user = "alice", uid = 1000, cmdline = ["worker"] },
+]
+
+[[test]]
+name = "bob's server is refused"
+port = 8080
+self = "alice"
+expect = { rule = "rest", outcome = "refused" }
+owners = [{ pid = 10, ppid = 1, user = "bob", uid = 1001, cmdline = ["server"] }]
+
+[[test]]
+name = "a wrong expectation"
+port = 8080
+self = 1000
+expect = { rule = "default", action = "reuse" }
+owners = [{ pid = 10, ppid = 1, uid = 1000, cmdline = ["server"] }]
+
+[[test]]
+name = "a free port"
+port = 8080
+expect = { outcome = "free" }
+"#;
+
+    #[test]
+    fn cases_pass_and_fail_with_reasons() {
+        let policy = load_source(POLICY, PolicySource::File("t.toml".into())).unwrap();
+        let results = run_all(&policy);
+        let summary: Vec<(&str, bool)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.passed()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("own server with a worker is terminated", true),
+                ("bob's server is refused", true),
+                ("a wrong expectation", false),
+                ("a free port", true),
+            ]
+        );
+        assert_eq!(
+            results[2].failures,
+            vec![
+                "expected rule default, got mine",
+                "expected action reuse, got terminate"
+            ]
+        );
+        assert_eq!(results[0].line, 11);
+    }
+
+    #[test]
+    fn workers_group_under_their_parent() {
+        let policy = load_source(POLICY, PolicySource::File("t.toml".into())).unwrap();
+        let state = case_state(&policy.tests[0]);
+        assert_eq!(state.groups().len(), 1);
+        assert_eq!(state.groups()[0].members, vec![0, 1]);
+    }
+
+    #[test]
+    fn expectations_are_checked_when_loading() {
+        for (case, needle) in [
+            ("expect = { rule = \"nope\" }", "does not have"),
+            ("expect = { action = \"kill\" }", "unknown action"),
+            ("expect = { outcome = \"gone\" }", "unknown outcome"),
+            ("expect = {}", "expects nothing"),
+            (
+                "expect = { rule = \"r\" }\nowners = [{ pid = 1 }]",
+                "has no `uid`",
+            ),
+        ] {
+            let text = format!("[[rule]]\nname = \"r\"\naction = \"refuse\"\n[[test]]\nname = \"t\"\nport = 1\n{case}\n");
+            let err = load_source(&text, PolicySource::File("t.toml".into()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{case}: {err}");
+        }
+    }
+}
