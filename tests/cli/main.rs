@@ -16,6 +16,7 @@ mod output;
 mod policies;
 mod policy_files;
 mod report;
+mod review;
 mod run;
 mod safety;
 mod usage;

@@ -186,7 +186,7 @@ fn a_supervisor_that_keeps_restarting_the_server_is_named_not_fought_forever() {
 
 /// A world-readable copy of `text`, so a portguard running as another user
 /// can read the policy.
-fn shared_policy(text: &str) -> (tempfile::TempDir, String) {
+pub(crate) fn shared_policy(text: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = dir.path().join("policy.toml");
@@ -214,7 +214,7 @@ fn binary_for_nobody() -> &'static std::path::Path {
 }
 
 /// Runs portguard as user `nobody` (the suite runs as root in CI).
-fn as_nobody(args: &[&str]) -> Option<std::process::Output> {
+pub(crate) fn as_nobody(args: &[&str]) -> Option<std::process::Output> {
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: needs root to run portguard as another user");
         return None;
