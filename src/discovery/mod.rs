@@ -13,7 +13,9 @@
 //! - [`probe`]: whether a server can bind the port, which is what "free"
 //!   means.
 //! - [`unit`] and [`users`]: the systemd unit of a cgroup, user names.
+//! - [`clients`]: live clients a server's users record as files.
 
+pub mod clients;
 #[cfg(target_os = "linux")]
 pub mod owners;
 pub mod probe;

@@ -3,8 +3,10 @@
 //! compares the decision with what the case expects.
 
 use super::{evaluate, Context, Decision, Protected, ProtectedWhy};
-use crate::model::{Outcome, PortState, SocketEntry};
-use crate::policy::{Action, ActionKind, Policy, TestCase};
+use crate::model::{
+    ClientFile, ClientStatus, Clients, ClientsSeen, Outcome, PortState, SocketEntry,
+};
+use crate::policy::{Action, ActionKind, Policy, TestCase, TestClients};
 
 /// The result of one case.
 #[derive(Debug, Clone)]
@@ -36,7 +38,7 @@ impl CaseResult {
 /// The port as discovery would have reported it, built from the case's
 /// owners: they share one listening socket, so owners whose parent is
 /// another owner group under it as forked workers do.
-pub fn case_state(case: &TestCase) -> PortState {
+pub fn case_state(policy: &Policy, case: &TestCase) -> PortState {
     let sockets = case
         .owners
         .first()
@@ -49,13 +51,48 @@ pub fn case_state(case: &TestCase) -> PortState {
         })
         .into_iter()
         .collect();
-    PortState::new(
+    let mut state = PortState::new(
         case.port,
         case.protocol,
         sockets,
         Vec::new(),
         case.owners.clone(),
-    )
+    );
+    for dir in policy.client_dirs() {
+        state.clients.insert(
+            dir.as_str().to_string(),
+            Clients {
+                dir: dir.as_str().to_string(),
+                seen: test_clients(&case.clients),
+            },
+        );
+    }
+    state
+}
+
+/// A test case's client records as a directory would show them.
+fn test_clients(c: &TestClients) -> ClientsSeen {
+    if c.unreadable {
+        return ClientsSeen::Unreadable {
+            error: "unreadable, as the test case says".into(),
+        };
+    }
+    let record = |pid: u32, status| ClientFile {
+        name: format!("{pid}.json"),
+        pid,
+        status,
+    };
+    let mut files: Vec<ClientFile> = c
+        .live
+        .iter()
+        .map(|&p| record(p, ClientStatus::Live))
+        .chain(c.stale.iter().map(|&p| record(p, ClientStatus::Exited)))
+        .collect();
+    files.sort_by_key(|f| f.pid);
+    ClientsSeen::Read {
+        files,
+        truncated: false,
+    }
 }
 
 /// The evaluation context of a case: `self` as given, user names compared
@@ -74,7 +111,7 @@ pub fn case_context(case: &TestCase) -> Context {
 
 /// Runs one case.
 pub fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
-    let state = case_state(case);
+    let state = case_state(policy, case);
     let d = evaluate(policy, &state, &case_context(case));
     let action = d.action.as_ref().map(Action::kind);
     let got_rule = d.rule.clone().unwrap_or_else(|| "default".into());
@@ -189,7 +226,7 @@ expect = { outcome = "free" }
     #[test]
     fn workers_group_under_their_parent() {
         let policy = load_source(POLICY, PolicySource::File("t.toml".into())).unwrap();
-        let state = case_state(&policy.tests[0]);
+        let state = case_state(&policy, &policy.tests[0]);
         assert_eq!(state.groups().len(), 1);
         assert_eq!(state.groups()[0].members, vec![0, 1]);
     }

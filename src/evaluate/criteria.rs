@@ -2,7 +2,7 @@
 //! criterion with the value seen (no short-circuit, so the trace shows all).
 
 use super::{Check, Context};
-use crate::model::Holder;
+use crate::model::{ClientStatus, Clients, ClientsSeen, Holder, PortState};
 use crate::policy::{Criteria, UserSpec};
 
 const UNKNOWN: &str = "unknown";
@@ -10,7 +10,7 @@ const UNKNOWN: &str = "unknown";
 /// Tests every criterion of `c` against one owner (no short-circuit, so the
 /// trace shows all of them). A field that could not be read never satisfies
 /// `cmdline`, `exe` or `orphan`; `user` works from the socket's uid.
-pub fn check_criteria(c: &Criteria, h: &Holder, ctx: &Context) -> Vec<Check> {
+pub fn check_criteria(c: &Criteria, h: &Holder, state: &PortState, ctx: &Context) -> Vec<Check> {
     let mut checks = Vec::new();
     if let Some(re) = &c.cmdline {
         let joined = h.cmdline_joined();
@@ -61,7 +61,56 @@ pub fn check_criteria(c: &Criteria, h: &Holder, ctx: &Context) -> Vec<Check> {
             held: h.orphan == Some(want),
         });
     }
+    if let Some(want) = &c.clients {
+        let seen = state.clients.get(want.dir.as_str());
+        let live = seen.and_then(|c| c.seen.any_live());
+        checks.push(Check {
+            criterion: "clients",
+            expected: format!(
+                "{} in {}",
+                if want.live {
+                    "live clients"
+                } else {
+                    "no live clients"
+                },
+                want.dir
+            ),
+            seen: seen.map_or_else(|| UNKNOWN.into(), clients_seen),
+            held: live == Some(want.live),
+        });
+    }
     checks
+}
+
+/// What a client directory showed, in one line for the trace: each file
+/// with its pid's state.
+fn clients_seen(c: &Clients) -> String {
+    match &c.seen {
+        ClientsSeen::Missing => format!("no directory {}", c.dir),
+        ClientsSeen::Unreadable { error } => format!("unknown: cannot read {}: {error}", c.dir),
+        ClientsSeen::Read { files, .. } if files.is_empty() => {
+            format!("no client records in {}", c.dir)
+        }
+        ClientsSeen::Read { files, truncated } => {
+            let mut parts: Vec<String> = files
+                .iter()
+                .map(|f| {
+                    let state = match f.status {
+                        ClientStatus::Live => "live",
+                        ClientStatus::Exited => "stale: exited",
+                        ClientStatus::Zombie => "stale: a zombie",
+                        ClientStatus::Recycled => "stale: pid reused",
+                        ClientStatus::Caller => "not counted: portguard or its caller",
+                    };
+                    format!("pid {} {state}", f.pid)
+                })
+                .collect();
+            if *truncated {
+                parts.push("(more not read)".into());
+            }
+            parts.join(", ")
+        }
+    }
 }
 
 fn user_matches(spec: &UserSpec, h: &Holder, ctx: &Context) -> bool {

@@ -210,7 +210,7 @@ fn trace_rule(rule: &Rule, state: &PortState, ctx: &Context) -> RuleTrace {
         .iter()
         .map(|g| {
             let root = &state.holders()[g.root];
-            let checks = check_criteria(&rule.criteria, root, ctx);
+            let checks = check_criteria(&rule.criteria, root, state, ctx);
             GroupTrace {
                 root: g.root,
                 pid: root.pid,
@@ -232,8 +232,25 @@ fn trace_rule(rule: &Rule, state: &PortState, ctx: &Context) -> RuleTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{context as ctx, holder, state};
+    use crate::fixtures::{self, context as ctx, holder};
+    use crate::model::{Clients, ClientsSeen};
     use crate::policy::{load_source, PolicySource};
+
+    /// The port held by `holders`, whose headroom client directory does not
+    /// exist (no clients), as the resolver would read it.
+    fn state(port: u16, holders: Vec<Holder>) -> PortState {
+        let mut s = fixtures::state(port, holders);
+        for dir in headroom().client_dirs() {
+            s.clients.insert(
+                dir.as_str().to_string(),
+                Clients {
+                    dir: "/nonexistent/clients".into(),
+                    seen: ClientsSeen::Missing,
+                },
+            );
+        }
+        s
+    }
 
     fn headroom() -> Policy {
         PolicySource::Builtin("headroom").load().unwrap()
@@ -343,13 +360,21 @@ mod tests {
             &ctx(),
         );
         assert_eq!(d.rule.as_deref(), Some("foreign-process"));
-        assert!(d.trace[0].groups[0].matched && !d.trace[0].groups[1].matched);
+        let stale = |d: &Decision| {
+            d.trace
+                .iter()
+                .find(|t| t.rule == "stale-headroom-proxy")
+                .cloned()
+                .unwrap()
+        };
+        let t = stale(&d);
+        assert!(t.groups[0].matched && !t.groups[1].matched);
         // Workers are judged by their root and become targets with it.
         let worker = holder(4243, 4242, 1000, "alice", &["python3", "-c", "worker"]);
         let d = evaluate(&headroom(), &state(8787, vec![proxy, worker]), &ctx());
         assert_eq!(d.rule.as_deref(), Some("stale-headroom-proxy"));
         assert_eq!(d.targets, vec![0, 1]);
-        assert_eq!(d.trace[0].groups.len(), 1);
+        assert_eq!(stale(&d).groups.len(), 1);
     }
 
     #[test]

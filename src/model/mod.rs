@@ -242,6 +242,85 @@ impl Holder {
     }
 }
 
+/// What a directory of client records said: the live clients of a server,
+/// recorded as one file per client named `<pid>` or `<pid>.<ext>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Clients {
+    /// The directory, expanded.
+    pub dir: String,
+    /// What reading it gave.
+    pub seen: ClientsSeen,
+}
+
+/// What reading a client directory gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ClientsSeen {
+    /// The directory does not exist: no clients.
+    Missing,
+    /// It could not be read: whether there are clients is unknown.
+    Unreadable {
+        /// Why.
+        error: String,
+    },
+    /// It was read.
+    Read {
+        /// Every client file, with what portguard made of it.
+        files: Vec<ClientFile>,
+        /// Files beyond the first this many were not looked at.
+        truncated: bool,
+    },
+}
+
+impl ClientsSeen {
+    /// Whether any client is alive; `None` when that is unknown.
+    pub fn any_live(&self) -> Option<bool> {
+        match self {
+            ClientsSeen::Missing => Some(false),
+            ClientsSeen::Unreadable { .. } => None,
+            ClientsSeen::Read { files, truncated } => {
+                let live = files.iter().any(|f| f.status == ClientStatus::Live);
+                // Unread files could hold a live client.
+                if !live && *truncated {
+                    None
+                } else {
+                    Some(live)
+                }
+            }
+        }
+    }
+}
+
+/// One client record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ClientFile {
+    /// The file's name.
+    pub name: String,
+    /// The pid it names.
+    pub pid: u32,
+    /// What portguard made of it.
+    pub status: ClientStatus,
+}
+
+/// Whether a client record names a live client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientStatus {
+    /// The process is alive (and, when the record has a start time, the
+    /// same process, or it cannot be told apart).
+    Live,
+    /// No such process: the record is stale.
+    Exited,
+    /// The process has exited and is waiting to be reaped.
+    Zombie,
+    /// The pid now belongs to another process: the recorded start time
+    /// differs by more than 1.0 in its unit.
+    Recycled,
+    /// It is portguard itself or one of its ancestors (the program asking),
+    /// which is no evidence that someone else uses the server.
+    Caller,
+}
+
 /// A process tree of holders: a root and the holders below it that share
 /// its socket (forked workers, children that inherited the socket).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -292,6 +371,9 @@ pub struct PortState {
     pub others: Vec<SocketEntry>,
     /// What a bind on the wildcard address said, when one was tried.
     pub probe: Option<BindProbe>,
+    /// The client directories the policy asks about, by the directory
+    /// template as the policy writes it; read once the port is held.
+    pub clients: std::collections::BTreeMap<String, Clients>,
     holders: Vec<Holder>,
     groups: Vec<Group>,
 }
@@ -313,6 +395,7 @@ impl PortState {
             sockets,
             others,
             probe: None,
+            clients: std::collections::BTreeMap::new(),
             holders,
             groups,
         }

@@ -3,8 +3,9 @@
 
 use super::raw::{RawDefaults, RawMatch, RawPolicy, RawRule, RawTest};
 use super::{
-    Action, ActionKind, Criteria, Defaults, Expect, Health, Invalid, Pattern, Policy, PolicyError,
-    PolicySource, Rule, Signal, StatusCodes, Template, Terminate, TestCase, UserSpec,
+    Action, ActionKind, ClientsCriterion, Criteria, Defaults, DirTemplate, Expect, Health, Invalid,
+    Pattern, Policy, PolicyError, PolicySource, Rule, Signal, StatusCodes, Template, Terminate,
+    TestCase, TestClients, UserSpec,
 };
 use crate::diagnostic::{Diagnostic, Severity, SourceIndex};
 use crate::model::{Holder, Outcome, Protocol, Unknown};
@@ -532,6 +533,15 @@ impl Checker<'_> {
                 outcome,
             },
             owners,
+            clients: t
+                .clients
+                .as_ref()
+                .map(|c| TestClients {
+                    live: c.live.clone(),
+                    stale: c.stale.clone(),
+                    unreadable: c.unreadable,
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -799,8 +809,28 @@ impl Checker<'_> {
         let cmdline = m.cmdline.as_ref().map(|r| self.regex(r));
         let exe = m.exe.as_ref().map(|r| self.regex(r));
         let user = m.user.as_ref().map(|u| self.users(u));
+        let clients = m
+            .clients
+            .as_ref()
+            .map(|c| match DirTemplate::parse(c.dir.get_ref()) {
+                Ok(dir) => Some(ClientsCriterion {
+                    dir,
+                    live: *c.live.get_ref(),
+                }),
+                Err(why) => {
+                    self.error_help(
+                        format!("invalid client directory: {why}"),
+                        c.dir.span(),
+                        "write a path; `{port}`, a leading `~` and `${VAR:-default}` are expanded",
+                    );
+                    None
+                }
+            });
         // `Some(None)`: the criterion was given but is invalid (reported).
-        if matches!(cmdline, Some(None)) || matches!(exe, Some(None)) || matches!(user, Some(None))
+        if matches!(cmdline, Some(None))
+            || matches!(exe, Some(None))
+            || matches!(user, Some(None))
+            || matches!(clients, Some(None))
         {
             return None;
         }
@@ -809,6 +839,7 @@ impl Checker<'_> {
             exe: exe.flatten(),
             user: user.flatten(),
             orphan: m.orphan.as_ref().map(|o| *o.get_ref()),
+            clients: clients.flatten(),
         })
     }
 

@@ -13,7 +13,7 @@ mod template;
 
 pub use builtin::{locate, parse_policy_arg, LookupEnv, PolicySource, BUILTINS};
 pub use load::{load_file, load_source};
-pub use template::{Placeholder, Template};
+pub use template::{DirTemplate, Placeholder, Template};
 
 use crate::diagnostic::{self, Diagnostic, Severity};
 use regex::Regex;
@@ -89,6 +89,21 @@ impl Policy {
             text: self.text.clone(),
             diagnostics,
         })
+    }
+
+    /// Every distinct `match.clients` directory of the rules.
+    pub fn client_dirs(&self) -> Vec<&DirTemplate> {
+        let mut dirs: Vec<&DirTemplate> = Vec::new();
+        for c in self
+            .rules
+            .iter()
+            .filter_map(|r| r.criteria.clients.as_ref())
+        {
+            if !dirs.iter().any(|d| d.as_str() == c.dir.as_str()) {
+                dirs.push(&c.dir);
+            }
+        }
+        dirs
     }
 
     /// Every user name the rules' `match.user` criteria give (not uids, not
@@ -183,6 +198,19 @@ pub struct TestCase {
     pub expect: Expect,
     /// Holders of the port, as data.
     pub owners: Vec<crate::model::Holder>,
+    /// What every `match.clients` directory shows.
+    pub clients: TestClients,
+}
+
+/// The client records a test case's rules see, as data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestClients {
+    /// Pids of live clients.
+    pub live: Vec<u32>,
+    /// Pids of stale records.
+    pub stale: Vec<u32>,
+    /// The directory cannot be read.
+    pub unreadable: bool,
 }
 
 /// What a test case expects; absent fields are not checked.
@@ -259,13 +287,31 @@ pub struct Criteria {
     pub user: Option<Vec<UserSpec>>,
     /// Required orphan state.
     pub orphan: Option<bool>,
+    /// Required state of the holder's recorded clients.
+    pub clients: Option<ClientsCriterion>,
 }
 
 impl Criteria {
     /// True when the rule has no criteria and so applies to every owner.
     pub fn is_empty(&self) -> bool {
-        self.cmdline.is_none() && self.exe.is_none() && self.user.is_none() && self.orphan.is_none()
+        self.cmdline.is_none()
+            && self.exe.is_none()
+            && self.user.is_none()
+            && self.orphan.is_none()
+            && self.clients.is_none()
     }
+}
+
+/// `match.clients`: whether the server has live clients, recorded as one
+/// file per client (`<pid>` or `<pid>.<ext>`) in a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientsCriterion {
+    /// Where the records are.
+    pub dir: DirTemplate,
+    /// `true`: holds when a recorded client is alive. `false`: holds when
+    /// it is known that none is (no directory, or only stale records). An
+    /// unreadable directory satisfies neither.
+    pub live: bool,
 }
 
 /// One accepted user in `match.user`.

@@ -128,6 +128,21 @@ pub struct RawMatch {
     /// Whether the owner's parent has exited (its parent is pid 1 or a subreaper), i.e. it is stale.
     #[schemars(with = "Option<bool>")]
     pub orphan: Option<Spanned<bool>>,
+    /// Whether the server has live clients, recorded as one file per client (named `<pid>` or `<pid>.<ext>`) in a directory.
+    pub clients: Option<RawClients>,
+}
+
+/// `match.clients`: live clients recorded as files in a directory.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Clients")]
+pub struct RawClients {
+    /// The directory: `{port}`, a leading `~` ($HOME) and `${VAR:-default}` are expanded from portguard's environment. A missing directory means no clients; an unreadable one is unknown and satisfies neither `live = true` nor `live = false`.
+    #[schemars(with = "String")]
+    pub dir: Spanned<String>,
+    /// `true`: holds when a recorded client is alive (not a zombie, the same process when the record has a start time, not portguard or its ancestors). `false`: holds when none is.
+    #[schemars(with = "bool")]
+    pub live: Spanned<bool>,
 }
 
 /// A policy test case.
@@ -153,6 +168,24 @@ pub struct RawTest {
     /// Holders of the port, one table per process; none: the port is free.
     #[serde(default)]
     pub owners: Vec<RawOwner>,
+    /// What every `match.clients` directory shows in this case (default: no clients).
+    pub clients: Option<RawTestClients>,
+}
+
+/// The client records a test case's rules see.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "TestClients")]
+pub struct RawTestClients {
+    /// Pids of live clients.
+    #[serde(default)]
+    pub live: Vec<u32>,
+    /// Pids of stale records (the client exited).
+    #[serde(default)]
+    pub stale: Vec<u32>,
+    /// The directory cannot be read (whether there are clients is unknown).
+    #[serde(default)]
+    pub unreadable: bool,
 }
 
 /// The decision the case expects; absent fields are not checked.

@@ -191,7 +191,7 @@ mod tests {
     fn explain(policy_text: &str, case: usize) -> String {
         let policy = load_source(policy_text, PolicySource::File("p.toml".into())).unwrap();
         let case = &policy.tests[case];
-        let state = case_state(case);
+        let state = case_state(&policy, case);
         let decision = evaluate(&policy, &state, &case_context(case));
         let report = PortReport {
             port: state.port,

@@ -13,7 +13,9 @@ use crate::act::Failure;
 use crate::diagnostic::{Diagnostic, Severity, SourceIndex};
 use crate::evaluate::{Blocked, Check, RuleTrace};
 use crate::exit::Exit;
-use crate::model::{Container, Holder, Outcome, PortState, Protocol, SocketEntry, Unknown};
+use crate::model::{
+    Clients, Container, Holder, Outcome, PortState, Protocol, SocketEntry, Unknown,
+};
 use crate::policy::ActionKind;
 use crate::resolver::{End, PortReport};
 use schemars::JsonSchema;
@@ -92,6 +94,10 @@ pub struct PortDoc {
     pub time_wait: usize,
     /// Every rule of the last round, with every criterion tested.
     pub trace: Vec<RuleDoc>,
+    /// The client directories the policy's `match.clients` criteria read
+    /// (last round): every record, its pid, and whether it is live or
+    /// stale and why.
+    pub clients: Vec<Clients>,
     /// Rounds of discover → decide (more than 1 when the port was taken
     /// again after its holders were stopped).
     pub rounds: usize,
@@ -348,6 +354,12 @@ pub fn port_doc(r: &PortReport) -> PortDoc {
         blocked: d.blocked.clone(),
         time_wait: r.lingering,
         trace: trace(&d.trace),
+        clients: r.rounds[r.rounds.len() - 1]
+            .state
+            .clients
+            .values()
+            .cloned()
+            .collect(),
         rounds: r.rounds.len(),
     }
 }

@@ -19,7 +19,7 @@ use crate::act::{health, ActionEnd, Actor, Failure, Freed, Refusal};
 use crate::discovery::{Discovery, DiscoveryError, ProcessTable, Scope};
 use crate::evaluate::{evaluate, Context, Decision};
 use crate::exit::Exit;
-use crate::model::{BindProbe, Outcome, PortState, Protocol, Unit};
+use crate::model::{BindProbe, Clients, ClientsSeen, Outcome, PortState, Protocol, Unit};
 use crate::policy::Policy;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -230,8 +230,10 @@ pub fn resolve_port(
         }
         let held = !state.holders().is_empty();
         if held {
-            // Held: now the policy's regexes are needed (see `Pattern`).
+            // Held: now the policy's regexes are needed (see `Pattern`),
+            // and the client records its rules ask about.
             policy.compile().map_err(ResolveError::Policy)?;
+            read_clients(policy, &mut state, env.ctx());
         }
         let empty = Context::default();
         let decision = evaluate(policy, &state, if held { env.ctx() } else { &empty });
@@ -303,6 +305,26 @@ pub fn resolve_port(
         unit: service_unit(&rounds, now.as_ref()),
     };
     Ok(finish(rounds, steps, End::Failed(failure), now))
+}
+
+/// Reads every client directory the policy asks about, for this port.
+/// portguard and its ancestors never count as clients.
+fn read_clients(policy: &Policy, state: &mut PortState, ctx: &Context) {
+    let callers: Vec<u32> = ctx.protected.iter().map(|p| p.pid).collect();
+    let env = |name: &str| std::env::var(name).ok();
+    for dir in policy.client_dirs() {
+        let clients = match dir.expand(state.port, &env) {
+            Ok(path) => Clients {
+                seen: crate::discovery::clients::read(std::path::Path::new(&path), &callers),
+                dir: path,
+            },
+            Err(error) => Clients {
+                dir: dir.as_str().to_string(),
+                seen: ClientsSeen::Unreadable { error },
+            },
+        };
+        state.clients.insert(dir.as_str().to_string(), clients);
+    }
 }
 
 impl Failure {

@@ -23,7 +23,7 @@ fn verbose_prints_the_trace_and_the_timed_steps_of_a_real_run() {
     run.assert_exit(0);
     for needle in [
         "chosen by default",
-        "1. stale-headroom-proxy (line",
+        "4. stale-headroom-proxy (line",
         "APPLIES",
         "steps:",
         &format!("signal SIGTERM pid {}", proxy.pid()),

@@ -246,16 +246,29 @@ fn explain_plans_the_termination_but_signals_nothing() {
     );
     // The trace is data: every rule, every criterion with what it saw.
     let trace = entry["trace"].as_array().expect("trace array");
-    assert_eq!(trace[0]["rule"], "stale-headroom-proxy");
-    assert_eq!(trace[0]["applied"], true);
-    let checks = trace[0]["groups"][0]["checks"].as_array().expect("checks");
+    let stale = trace
+        .iter()
+        .find(|t| t["rule"] == "stale-headroom-proxy")
+        .expect("the stale rule is traced");
+    assert_eq!(stale["applied"], true);
+    // The rules before it (persistent, in use, attached) were tried and did not apply.
+    assert!(trace
+        .iter()
+        .take_while(|t| t["rule"] != "stale-headroom-proxy")
+        .all(|t| t["applied"] == false));
+    let checks = stale["groups"][0]["checks"].as_array().expect("checks");
     let criteria: Vec<&str> = checks
         .iter()
         .filter_map(|c| c["criterion"].as_str())
         .collect();
-    assert_eq!(criteria, ["cmdline", "exe", "user"]);
+    assert_eq!(criteria, ["cmdline", "exe", "user", "orphan", "clients"]);
     assert!(checks.iter().all(|c| c["held"] == true));
-    assert_eq!(trace[1]["reached"], false);
+    let after = trace
+        .iter()
+        .skip_while(|t| t["rule"] != "stale-headroom-proxy")
+        .nth(1)
+        .expect("a rule after the stale one");
+    assert_eq!(after["reached"], false);
     assert!(
         entry["message"]
             .as_str()

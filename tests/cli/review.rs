@@ -337,9 +337,8 @@ fn in_another_pid_namespace_holders_are_not_called_exited() {
     }
     let holder = Holder::tcp("127.0.0.1").spawn();
     let sandbox = Sandbox::new();
-    let policy = sandbox.policy(
-        "[[rule]]\nname = \"mine\"\nmatch.user = \"$self\"\naction = \"terminate\"\n",
-    );
+    let policy = sandbox
+        .policy("[[rule]]\nname = \"mine\"\nmatch.user = \"$self\"\naction = \"terminate\"\n");
     let mut cmd = sandbox.command();
     let port = holder.port().to_string();
     let args = ["resolve", &port, "--policy", &policy, "--format", "json"];

@@ -150,7 +150,9 @@ fn a_supervisor_that_keeps_restarting_the_server_is_named_not_fought_forever() {
     }
     let sandbox = Sandbox::new();
     let policy = sandbox.policy(&format!(
-        "[[rule]]\nname = \"server\"\nmatch.cmdline = 'respawned-{HOLDER_MARK}'\nmatch.user = \"$self\"\naction = \"terminate\"\ngrace = \"500ms\"\n"
+        // A settle window the restart fits in even on a loaded machine,
+        // where starting Python takes hundreds of milliseconds.
+        "[defaults]\nsettle = \"3s\"\n[[rule]]\nname = \"server\"\nmatch.cmdline = 'respawned-{HOLDER_MARK}'\nmatch.user = \"$self\"\naction = \"terminate\"\ngrace = \"500ms\"\n"
     ));
     let run = sandbox.run([
         "resolve",

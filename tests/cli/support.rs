@@ -209,6 +209,7 @@ pub struct HolderBuilder {
     addr: String,
     listen: bool,
     reuseaddr: bool,
+    orphaned: bool,
     exe: String,
     argv: Vec<String>,
     files: Vec<(String, Payload)>,
@@ -218,6 +219,7 @@ pub struct HolderBuilder {
     term_delay: Option<Duration>,
     exit_after: Option<Duration>,
     drop_to: Option<(u32, u32)>,
+    http_status: u16,
 }
 
 impl HolderBuilder {
@@ -228,6 +230,7 @@ impl HolderBuilder {
             addr: addr.to_owned(),
             listen: true,
             reuseaddr: true,
+            orphaned: false,
             exe: "{python}".into(),
             argv: vec![
                 "{python}".into(),
@@ -242,7 +245,14 @@ impl HolderBuilder {
             term_delay: None,
             exit_after: None,
             drop_to: None,
+            http_status: 200,
         }
+    }
+
+    /// Answer HTTP requests with this status (200 or 503).
+    pub fn http_status(mut self, status: u16) -> Self {
+        self.http_status = status;
+        self
     }
 
     /// The holder's argv (what `/proc/PID/cmdline` will show).
@@ -283,6 +293,20 @@ impl HolderBuilder {
     /// Extra environment for the holder.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Start it as an orphan, as a stale server is: its parent is a
+    /// subreaper that adopted it (a process named `systemd`, standing in
+    /// for a user's service manager), not the test.
+    pub fn orphaned(mut self) -> Self {
+        self.orphaned = true;
+        self
+    }
+
+    /// Start it as a child of the test (the default): its parent is alive.
+    pub fn attached(mut self) -> Self {
+        self.orphaned = false;
         self
     }
 
@@ -377,6 +401,7 @@ impl HolderBuilder {
             "addr": self.addr,
             "listen": self.listen,
             "reuseaddr": self.reuseaddr,
+            "orphaned": self.orphaned,
             "exe": expand(&self.exe),
             "argv": self.argv.iter().map(|a| expand(a)).collect::<Vec<_>>(),
             "env": env,
@@ -386,6 +411,7 @@ impl HolderBuilder {
                 "term_delay_ms": self.term_delay.map(|d| d.as_millis() as u64),
                 "exit_after_ms": self.exit_after.map(|d| d.as_millis() as u64),
                 "drop_to": self.drop_to.map(|(uid, gid)| [uid, gid]),
+                "http_status": self.http_status,
                 "guard": guard_opts(),
             },
         });
@@ -411,14 +437,21 @@ impl HolderBuilder {
                 self.argv
             );
         };
-        let port = match read_line(&mut stdout)
-            .as_deref()
-            .and_then(|l| l.strip_prefix("port "))
-        {
-            Some(p) => p
-                .parse::<u16>()
-                .unwrap_or_else(|_| fail(&mut child, "bad port line")),
-            None => fail(&mut child, "no port reported"),
+        let line = read_line(&mut stdout).unwrap_or_default();
+        let mut words = line
+            .strip_prefix("port ")
+            .unwrap_or_else(|| fail(&mut child, "no port reported"))
+            .split_whitespace();
+        let port = words
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| fail(&mut child, "bad port line"));
+        // An orphaned holder is a grandchild of the launcher: its own pid.
+        let holder_pid = match (words.next(), words.next()) {
+            (Some("pid"), Some(p)) => p
+                .parse::<u32>()
+                .unwrap_or_else(|_| fail(&mut child, "bad pid")),
+            _ => child.id(),
         };
         let ready = read_line(&mut stdout).unwrap_or_default();
         let Some(worker_list) = ready.strip_prefix("ready") else {
@@ -429,8 +462,7 @@ impl HolderBuilder {
             .map(|p| p.parse().expect("worker pid"))
             .collect();
 
-        let pid = child.id();
-        let main = Tracked::new(pid).unwrap_or_else(|| fail(&mut child, "exited at once"));
+        let main = Tracked::new(holder_pid).unwrap_or_else(|| fail(&mut child, "exited at once"));
         let workers: Vec<Tracked> = worker_pids
             .iter()
             .map(|&w| Tracked::new(w).unwrap_or_else(|| fail(&mut child, "a worker exited")))
@@ -486,6 +518,7 @@ impl Holder {
     /// `{dir}/venv/bin/python3 {dir}/venv/bin/headroom proxy --port N`, where
     /// `venv/bin/python3` is a symlink to the base interpreter, so the
     /// executable is the base interpreter and never contains "headroom".
+    /// (Orphaned, as a stale proxy is; `.attached()` for one in use.)
     pub fn headroom_console_script() -> HolderBuilder {
         Holder::tcp("127.0.0.1")
             .python_symlink("venv/bin/python3")
@@ -498,11 +531,13 @@ impl Holder {
                 "--port",
                 "{port}",
             ])
+            .orphaned()
     }
 
     /// The headroom proxy as `headroom wrap` spawns it (SPEC form B):
     /// `<python> -m headroom.cli proxy --port N --workers 1`, with the
-    /// `headroom` package importable through `PYTHONPATH`.
+    /// `headroom` package importable through `PYTHONPATH`. (Orphaned, as a
+    /// stale proxy is; `.attached()` for one in use.)
     pub fn headroom_module() -> HolderBuilder {
         Holder::tcp("127.0.0.1")
             .empty_file("pkg/headroom/__init__.py")
@@ -518,6 +553,7 @@ impl Holder {
                 "--workers",
                 "1",
             ])
+            .orphaned()
     }
 
     /// A look-alike in a headroom checkout: the interpreter runs with the given
@@ -649,9 +685,20 @@ impl Holder {
         self.port
     }
 
-    /// Its pid (the same before and after the launcher's exec).
+    /// Its pid (the same before and after the launcher's exec; for an
+    /// orphaned holder, the launcher's grandchild).
     pub fn pid(&self) -> u32 {
         self.main.pid
+    }
+
+    /// Its parent's pid as `/proc` shows it now.
+    pub fn parent(&self) -> Option<u32> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        stat[stat.rfind(')')? + 2..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     }
 
     /// Pids of the forked workers.
@@ -831,6 +878,7 @@ impl Sandbox {
         let mut cmd = Command::new(PORTGUARD);
         cmd.current_dir(self.work_dir())
             .env_remove("PORTGUARD_POLICY")
+            .env_remove("HEADROOM_WORKSPACE_DIR")
             .env("HOME", self.home_dir())
             .env("XDG_CONFIG_HOME", self.xdg_dir())
             .env("NO_COLOR", "1")

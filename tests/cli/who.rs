@@ -17,9 +17,15 @@ fn who_reports_a_stale_proxy_and_leaves_it_running() {
     let h = &holders[0];
     assert_eq!(h["pid"], proxy.pid(), "{}", run.describe());
     assert_eq!(
-        h["ppid"],
-        std::process::id(),
-        "the test started it\n{}",
+        h["ppid"].as_u64(),
+        proxy.parent().map(u64::from),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        h["orphan"],
+        true,
+        "a subreaper adopted it\n{}",
         run.describe()
     );
     assert_eq!(h["addr"], proxy.addr(), "{}", run.describe());

@@ -14,6 +14,8 @@ socket and passes it as an inherited fd (`PG_HOLDER_FD`). Behaviour comes from
                   so a crashed test run leaves nothing behind
   drop_to         [uid, gid]: become this user once the interpreter is loaded
                   (root only; lets a test play another user's process)
+  http_status     the status line of its HTTP answer (default 200; 503 plays
+                  a headroom proxy whose event loop reported trouble)
 
 Otherwise SIGTERM ends the process at once (default disposition), which frees
 the port like the real headroom proxy does when idle. TCP connections are
@@ -36,8 +38,11 @@ OPTS = json.loads(os.environ.pop("PG_HOLDER_OPTS", "{}"))
 STARTED = time.monotonic()
 
 BODY = b'{"status":"healthy","service":"headroom-proxy"}'
+STATUS = {200: b"200 OK", 503: b"503 Service Unavailable"}.get(
+    int(OPTS.get("http_status") or 200), b"200 OK"
+)
 RESPONSE = (
-    b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    b"HTTP/1.0 " + STATUS + b"\r\nContent-Type: application/json\r\nContent-Length: "
     + str(len(BODY)).encode()
     + b"\r\nConnection: close\r\n\r\n"
     + BODY
