@@ -13,17 +13,16 @@ use crate::model::Unit;
 /// The unit of a process from its `/proc/PID/cgroup` text, when the
 /// process is in one.
 pub fn unit_of(cgroup: &str) -> Option<Unit> {
-    let path = cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .or_else(|| {
-            cgroup.lines().find_map(|l| {
-                let mut parts = l.splitn(3, ':');
-                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-                (controllers == "name=systemd").then_some(path)
-            })
-        })?;
-    unit_of_path(path.trim_end())
+    let v1 = cgroup.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        (controllers == "name=systemd").then_some(path)
+    });
+    let v2 = cgroup.lines().find_map(|l| l.strip_prefix("0::"));
+    [v1, v2]
+        .into_iter()
+        .flatten()
+        .find_map(|path| unit_of_path(path.trim_end()))
 }
 
 /// The innermost unit on a cgroup path.
@@ -98,6 +97,11 @@ mod tests {
         assert_eq!(unit_of(text), unit("sshd.service", None));
         // v1 without the systemd hierarchy says nothing.
         assert_eq!(unit_of("11:memory:/system.slice/sshd.service\n"), None);
+        // Hybrid: the v2 line at the root, systemd's v1 hierarchy set.
+        assert_eq!(
+            unit_of("9:name=systemd:/system.slice/sshd.service\n0::/\n"),
+            unit("sshd.service", None)
+        );
     }
 
     #[test]

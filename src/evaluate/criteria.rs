@@ -61,6 +61,42 @@ pub fn check_criteria(c: &Criteria, h: &Holder, state: &PortState, ctx: &Context
             held: h.orphan == Some(want),
         });
     }
+    // A visible process outside any unit or container has none; only an
+    // owner that cannot be seen is unknown. Neither matches.
+    let absent = if h.pid.is_some() { "none" } else { UNKNOWN };
+    let regex =
+        |checks: &mut Vec<Check>, criterion, re: &crate::policy::Pattern, seen: Option<&str>| {
+            checks.push(Check {
+                criterion,
+                expected: re.as_str().to_string(),
+                held: seen.is_some_and(|s| re.is_match(s)),
+                seen: seen.unwrap_or(absent).to_string(),
+            });
+        };
+    if let Some(re) = &c.unit {
+        regex(
+            &mut checks,
+            "unit",
+            re,
+            h.unit.as_ref().map(|u| u.name.as_str()),
+        );
+    }
+    if let Some(re) = &c.container {
+        regex(
+            &mut checks,
+            "container",
+            re,
+            h.container.as_ref().map(|c| c.name.as_str()),
+        );
+    }
+    if let Some(re) = &c.image {
+        regex(
+            &mut checks,
+            "image",
+            re,
+            h.container.as_ref().map(|c| c.image.as_str()),
+        );
+    }
     if let Some(want) = &c.clients {
         let seen = state.clients.get(want.dir.as_str());
         let live = seen.and_then(|c| c.seen.any_live());

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 /// Built-in policies: name and TOML text, embedded from `rules/` so the
 /// files users read and validate are exactly what the binary runs.
-pub const BUILTINS: [(&str, &str); 3] = [
+pub const BUILTINS: [(&str, &str); 4] = [
     ("headroom", include_str!("../../rules/headroom.toml")),
     (
         "headroom-reuse",
         include_str!("../../rules/headroom-reuse.toml"),
     ),
+    ("mine", include_str!("../../rules/mine.toml")),
     ("safe", include_str!("../../rules/safe.toml")),
 ];
 
@@ -179,7 +180,7 @@ mod tests {
         );
         let err = parse_policy_arg("nope").unwrap_err().to_string();
         assert!(
-            err.contains("'nope'") && err.contains("headroom, headroom-reuse, safe"),
+            err.contains("'nope'") && err.contains("headroom, headroom-reuse, mine, safe"),
             "{err}"
         );
     }

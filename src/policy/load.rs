@@ -8,7 +8,7 @@ use super::{
     TestCase, TestClients, UserSpec,
 };
 use crate::diagnostic::{Diagnostic, Severity, SourceIndex};
-use crate::model::{Holder, Outcome, Protocol, Unknown};
+use crate::model::{Container, Holder, Outcome, Protocol, Unit, Unknown};
 use crate::ports::{port_from_int, PortRange};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -381,6 +381,18 @@ impl Checker<'_> {
             } else if rule.criteria.is_empty() && rule.ports.is_none() {
                 catch_all = Some(rule);
             }
+            if rule.action.may_signal() && rule.criteria.unit.is_some() {
+                self.diags.push(
+                    Diagnostic::warning(
+                        format!(
+                            "rule `{}` terminates processes of systemd units: a unit's Restart= starts them again",
+                            rule.name
+                        ),
+                        Some(rule.name_span.clone()),
+                    )
+                    .with_help("stop the unit instead (`systemctl stop UNIT`), or refuse and let the message say so"),
+                );
+            }
             if rule.action.may_signal() && rule.criteria.user.is_none() {
                 self.diags.push(
                     Diagnostic::warning(
@@ -515,6 +527,17 @@ impl Checker<'_> {
             owner.exe = o.exe.clone();
             owner.cmdline = o.cmdline.clone();
             owner.orphan = o.orphan.or(o.ppid.map(|p| p <= 1));
+            owner.unit = o.unit.as_ref().map(|name| Unit {
+                name: name.clone(),
+                user: o.unit_user,
+            });
+            owner.container = o.container.as_ref().map(|c| Container {
+                id: c.id.clone().unwrap_or_else(|| format!("{:0>12}", c.name)),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                compose_project: None,
+                compose_service: None,
+            });
             owners.push(owner);
         }
         if self.error_count() > errors_before {
@@ -808,6 +831,9 @@ impl Checker<'_> {
         };
         let cmdline = m.cmdline.as_ref().map(|r| self.regex(r));
         let exe = m.exe.as_ref().map(|r| self.regex(r));
+        let unit = m.unit.as_ref().map(|r| self.regex(r));
+        let container = m.container.as_ref().map(|r| self.regex(r));
+        let image = m.image.as_ref().map(|r| self.regex(r));
         let user = m.user.as_ref().map(|u| self.users(u));
         let clients = m
             .clients
@@ -831,6 +857,9 @@ impl Checker<'_> {
             || matches!(exe, Some(None))
             || matches!(user, Some(None))
             || matches!(clients, Some(None))
+            || [&unit, &container, &image]
+                .iter()
+                .any(|c| matches!(c, Some(None)))
         {
             return None;
         }
@@ -840,6 +869,9 @@ impl Checker<'_> {
             user: user.flatten(),
             orphan: m.orphan.as_ref().map(|o| *o.get_ref()),
             clients: clients.flatten(),
+            unit: unit.flatten(),
+            container: container.flatten(),
+            image: image.flatten(),
         })
     }
 

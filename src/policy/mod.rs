@@ -60,6 +60,9 @@ impl Policy {
             [
                 r.criteria.cmdline.as_ref(),
                 r.criteria.exe.as_ref(),
+                r.criteria.unit.as_ref(),
+                r.criteria.container.as_ref(),
+                r.criteria.image.as_ref(),
                 health(&r.action),
             ]
             .into_iter()
@@ -289,6 +292,12 @@ pub struct Criteria {
     pub orphan: Option<bool>,
     /// Required state of the holder's recorded clients.
     pub clients: Option<ClientsCriterion>,
+    /// Regex searched in the systemd unit's name.
+    pub unit: Option<Pattern>,
+    /// Regex searched in the container's name.
+    pub container: Option<Pattern>,
+    /// Regex searched in the container's image reference.
+    pub image: Option<Pattern>,
 }
 
 impl Criteria {
@@ -299,6 +308,9 @@ impl Criteria {
             && self.user.is_none()
             && self.orphan.is_none()
             && self.clients.is_none()
+            && self.unit.is_none()
+            && self.container.is_none()
+            && self.image.is_none()
     }
 }
 

@@ -130,6 +130,15 @@ pub struct RawMatch {
     pub orphan: Option<Spanned<bool>>,
     /// Whether the server has live clients, recorded as one file per client (named `<pid>` or `<pid>.<ext>`) in a directory.
     pub clients: Option<RawClients>,
+    /// Regex searched in the systemd unit the owner runs in (`nginx.service`, `session-3.scope`), from its cgroup.
+    #[schemars(with = "Option<String>")]
+    pub unit: Option<Spanned<String>>,
+    /// Regex searched in the name of the Docker container behind a `docker-proxy` owner.
+    #[schemars(with = "Option<String>")]
+    pub container: Option<Spanned<String>>,
+    /// Regex searched in the image reference of the Docker container behind a `docker-proxy` owner (`postgres:16`).
+    #[schemars(with = "Option<String>")]
+    pub image: Option<Spanned<String>>,
 }
 
 /// `match.clients`: live clients recorded as files in a directory.
@@ -222,6 +231,25 @@ pub struct RawOwner {
     pub orphan: Option<bool>,
     /// Local address, ip:port (default 127.0.0.1:PORT).
     pub addr: Option<String>,
+    /// The systemd unit it runs in (`nginx.service`); a user unit's owner is given with `unit_user`.
+    pub unit: Option<String>,
+    /// For a user unit: the uid whose user manager runs it.
+    pub unit_user: Option<u32>,
+    /// The container behind a `docker-proxy` owner.
+    pub container: Option<RawContainer>,
+}
+
+/// A container in a test case.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "TestContainer")]
+pub struct RawContainer {
+    /// Container name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Container id (default: derived from the name).
+    pub id: Option<String>,
 }
 
 fn action_schema(_: &mut SchemaGenerator) -> Schema {

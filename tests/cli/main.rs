@@ -20,5 +20,6 @@ mod report;
 mod review;
 mod run;
 mod safety;
+mod units;
 mod usage;
 mod who;

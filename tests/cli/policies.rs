@@ -422,3 +422,42 @@ fn an_unhealthy_holder_without_a_fallback_fails_and_is_left_alone() {
     assert!(signals(&entry).is_empty());
     assert!(server.is_alive());
 }
+
+#[test]
+fn mine_frees_a_port_held_by_your_own_process() {
+    let server = Holder::tcp("127.0.0.1").spawn();
+    let run = Sandbox::new().run([
+        "resolve",
+        &server.port().to_string(),
+        "--policy",
+        "mine",
+        "--format",
+        "json",
+    ]);
+    run.assert_exit(0);
+    assert_eq!(
+        run.port(server.port())["rule"],
+        "mine",
+        "{}",
+        run.describe()
+    );
+    assert!(server.wait_exit(EXIT_TIMEOUT).is_some());
+    assert!(server.port_is_bindable());
+}
+
+#[test]
+fn mine_refuses_another_users_process_and_says_who() {
+    let Some(builder) = Holder::tcp("127.0.0.1").run_as("nobody") else {
+        eprintln!("skipped: needs root to start another user's process");
+        return;
+    };
+    let server = builder.spawn();
+    let run = Sandbox::new().run(["resolve", &server.port().to_string(), "--policy", "mine"]);
+    run.assert_exit(4);
+    assert!(
+        run.stderr.contains("of user nobody, not yours"),
+        "{}",
+        run.describe()
+    );
+    assert!(server.is_alive());
+}

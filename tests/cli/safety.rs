@@ -97,8 +97,8 @@ fn an_interrupt_stops_further_signalling_and_reports_what_was_done() {
 
 /// A supervisor that restarts its server whenever it dies, like systemd's
 /// `Restart=always` or a shell loop.
-struct Supervisor {
-    child: std::process::Child,
+pub(crate) struct Supervisor {
+    pub(crate) child: std::process::Child,
 }
 
 impl Drop for Supervisor {
@@ -110,7 +110,7 @@ impl Drop for Supervisor {
     }
 }
 
-fn supervisor(port: u16) -> Supervisor {
+pub(crate) fn supervisor(port: u16) -> Supervisor {
     let server = format!(
         "import os, socket, time\n\
          s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
