@@ -5,7 +5,7 @@
 # is computed here, from the real HOME (or $PORTGUARD_E2E_CACHE).
 #
 # The caller defines WORK (a scratch directory removed on exit) and PY (the
-# machine's python3). It provides:
+# machine's python3; replaced by the interpreter's real path). It provides:
 #   HEADROOM_SPEC, VENV, PG         the pinned package, its venv, the portguard binary
 #   now_ms, secs, pass, fail, info  timing and PASS/FAIL lines (fail exits 1)
 #   starttime, track, alive         pids by pid + start time (STARTED map)
@@ -20,6 +20,9 @@ HEADROOM_DEPS=(click rich pydantic pyyaml tomlkit truststore filelock tiktoken o
 HEADROOM_CACHE=${PORTGUARD_E2E_CACHE:-${HOME:?HOME is not set}/.cache/portguard-e2e}
 VENV=$HEADROOM_CACHE/venv
 HEADROOM_STAMP="$HEADROOM_SPEC ${HEADROOM_DEPS[*]}"
+
+# The interpreter itself, not a pyenv/asdf shim: the helpers below run it often.
+PY=$("$PY" -c 'import sys; print(sys.executable)' 2>/dev/null) || PY=python3
 
 declare -A STARTED=()           # pid -> start time (field 22 of /proc/PID/stat)
 # shellcheck disable=SC2034  # set by fail; read by the callers' cleanup
