@@ -102,10 +102,10 @@ class PortguardHook(unittest.TestCase):
     def run_hook(self, mode, setting=None):
         os.environ["FAKE_PORTGUARD_MODE"] = mode
         os.environ["HEADROOM_PORTGUARD"] = setting or self.fake
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
+        self.out = io.StringIO()              # kept for tests where the hook raises
+        with contextlib.redirect_stdout(self.out):
             result = self.wrap._portguard_prestart(self.port)
-        return result, out.getvalue()
+        return result, self.out.getvalue()
 
     def calls(self):
         with open(self.log) as f:
@@ -152,8 +152,10 @@ class PortguardHook(unittest.TestCase):
         for mode, text in (("refused", "held by pid 42 (nginx)"), ("failed", "survived SIGKILL")):
             with self.assertRaises(click.ClickException) as caught:
                 self.run_hook(mode)
-            self.assertIn(f"Port {self.port} is not available to the Headroom proxy", caught.exception.message)
-            self.assertIn(text, caught.exception.message)
+            message = caught.exception.message
+            self.assertIn(f"Port {self.port} is not available to the Headroom proxy", message)
+            self.assertIn(text, message)
+            self.assertEqual(self.out.getvalue(), "")    # said once, by the error
 
     def test_time_wait_takes_the_stock_path(self):
         result, out = self.run_hook("time_wait")
