@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# End to end: portguard against the REAL headroom proxy (issue 4, item 8).
+# End to end: portguard against the REAL headroom proxy (issue 4, item 8;
+# issue 9 for the lifecycle steps).
 #
 #   bash scripts/e2e-headroom.sh        # run by .ci/run
 #
 # 1. installs headroom-ai into a venv cached outside the checkout
 #    ($PORTGUARD_E2E_CACHE, default ~/.cache/portguard-e2e/venv; reused when it
-#    imports, re-created otherwise), 2. builds portguard (cargo build --release),
-# 3. starts the proxy detached (own session, parent exits: an orphan, like a
-#    stale proxy) on a free port of 18787-18887 on 127.0.0.1, and proves:
+#    imports, re-created otherwise; shared with scripts/e2e-wrap.sh through
+#    scripts/lib/headroom-e2e.sh), 2. builds portguard (cargo build --release),
+# 3. starts the proxy detached (own session, parent exits, no client marker:
+#    a stale proxy) on a free port of 18787-18887 on 127.0.0.1, and proves:
 #    a. --explain plans terminate and leaves it running,
 #    b. resolve frees the port (exit 0) and the proxy exits,
-#    c. examples/headroom_prestart.py starts a fresh proxy, and a second call
-#       replaces it (policy headroom) or reuses it (rules/headroom-reuse.toml,
-#       when that file exists),
-#    d. nothing is left behind.
+#    c. a proxy with a client marker naming a live pid (written exactly as
+#       `headroom wrap` writes it) is in use: `headroom` and `headroom-reuse`
+#       reuse it (exit 3) and it keeps serving,
+#    d. once that client is gone (its marker names a dead pid) the proxy is
+#       stale again: `headroom` terminates it, and the marker is left alone,
+#    e. nothing is left behind.
+# Step c needs the live-clients criterion (issue 9). A binary without it (its
+# policy schema does not mention clients) terminates any proxy of yours; then
+# step c only checks that --explain plans exactly that, and says so.
 # One PASS/FAIL line per step; exit 1 on the first failure. Every process the
 # script starts is tracked by pid + start time and killed on EXIT; nothing
 # else is ever signalled. Nothing leaves the machine: upstream URLs point at
@@ -23,19 +30,12 @@
 # of building), PYTHON (interpreter for the venv, default python3).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-ROOT=$PWD
-
-HEADROOM_SPEC="headroom-ai==0.42.0"
-DEPS=(click rich pydantic pyyaml tomlkit truststore filelock tiktoken opentelemetry-api
-      'httpx[http2]' fastapi 'uvicorn<1' openai mcp zstandard websockets transformers
-      orjson magika)
-CACHE=${PORTGUARD_E2E_CACHE:-${HOME:?HOME is not set}/.cache/portguard-e2e}
-VENV=$CACHE/venv
-STAMP="$HEADROOM_SPEC ${DEPS[*]}"
 PY=${PYTHON:-python3}           # the machine's python: venv base and helpers
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/portguard-e2e.XXXXXX")
+# shellcheck source=scripts/lib/headroom-e2e.sh
+source scripts/lib/headroom-e2e.sh
 PORT_LO=18787 PORT_HI=18887
 LIVEZ_TIMEOUT=${PORTGUARD_E2E_LIVEZ_TIMEOUT:-60}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/portguard-e2e.XXXXXX")
 
 # Everything the proxy gets: no network beyond 127.0.0.1, state in $WORK.
 PROXY_ENV=(HEADROOM_OFFLINE=1 HEADROOM_SKIP_UPSTREAM_CHECK=1 HEADROOM_TELEMETRY=off
@@ -47,32 +47,6 @@ PROXY_UNSET=(-u HEADROOM_PORT -u HEADROOM_HOST -u HEADROOM_WORKERS
              -u HEADROOM_PROXY_CONFIG_JSON -u HEADROOM_WRAP_OWNED)
 
 # ---------------------------------------------------------------- helpers ---
-declare -A STARTED=()           # pid -> start time (field 22 of /proc/PID/stat)
-STEP_FAILED=0
-
-now_ms() { date +%s%3N; }
-secs() { local ms=$(( $2 - $1 )); printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)); }
-pass() { printf 'PASS %-22s %s\n' "$1" "$2"; }
-fail() {
-  printf 'FAIL %-22s %s\n' "$1" "$2"
-  STEP_FAILED=1
-  exit 1
-}
-info() { printf '     %s\n' "$*"; }
-
-# starttime of a live (non-zombie) pid, empty when gone or a zombie
-starttime() {
-  local stat rest
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-  rest=${stat##*) }             # fields from 3 on (comm may contain spaces)
-  read -r -a f <<<"$rest"
-  [[ ${f[0]} == Z || ${f[0]} == X ]] && return 0
-  echo "${f[19]}"
-}
-# the very process we started (same pid and start time) is still running
-alive() { local st; st=$(starttime "$1"); [[ -n $st && $st == "${STARTED[$1]:-$st}" ]]; }
-track() { local st; st=$(starttime "$1"); [[ -n $st ]] && STARTED[$1]=$st; }
-
 cleanup() {
   local rc=$? pid left=()
   trap - EXIT INT TERM
@@ -106,32 +80,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# TCP port is bindable on 127.0.0.1 (SO_REUSEADDR, as portguard verifies "freed")
-bindable() {
-  "$PY" - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-EOF
-}
-
-# GET /livez answers JSON with "service": "headroom-proxy"
-livez() {
-  "$PY" - "$1" <<'EOF'
-import json, sys, urllib.request
-try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/livez", timeout=2) as r:
-        ok = json.load(r).get("service") == "headroom-proxy"
-except Exception:
-    ok = False
-sys.exit(0 if ok else 1)
-EOF
-}
 
 # wait (bounded) until the proxy PID answers /livez on PORT; LOG for diagnostics
 wait_livez() {
@@ -190,7 +138,9 @@ PG_RC=0
 portguard() {
   local name=$1; shift
   PG_RC=0
-  timeout 60 "$PG" "$@" >"$WORK/$name.json" 2>"$WORK/$name.err" || PG_RC=$?
+  # the caller's environment says where client markers are: the proxy's workspace
+  timeout 60 env HEADROOM_WORKSPACE_DIR="$WORK/headroom-home" "$PG" "$@" \
+    >"$WORK/$name.json" 2>"$WORK/$name.err" || PG_RC=$?
 }
 
 # check a portguard JSON report with python; prints a one-line summary or the reason
@@ -222,63 +172,10 @@ EOF
 }
 
 # ---------------------------------------------------------------- 1. install
-t0=$(now_ms)
-venv_ok() {
-  [[ -x $VENV/bin/python && -f $VENV/.portguard-e2e && "$(cat "$VENV/.portguard-e2e")" == "$STAMP" ]] &&
-    "$VENV/bin/python" -c 'import headroom.cli, headroom.proxy.server' >/dev/null 2>&1
-}
-mkdir -p "$CACHE" || fail install "cannot create cache dir $CACHE"
-exec 9>"$CACHE/.lock"
-flock -w 900 9 2>/dev/null || true    # one installer at a time (best effort)
-if venv_ok; then
-  pass install "reused cached venv $VENV ($HEADROOM_SPEC, $(secs "$t0" "$(now_ms)"))"
-else
-  echo "     installing $HEADROOM_SPEC into $VENV (about 45 s and 570 MB on a cold cache)"
-  rm -rf "$VENV"
-  if ! "$PY" -m venv "$VENV" >"$WORK/venv.log" 2>&1; then
-    # Debian without python3-venv: make a pip-less venv, bootstrap pip from outside.
-    rm -rf "$VENV"
-    "$PY" -m venv --without-pip "$VENV" >>"$WORK/venv.log" 2>&1 &&
-      timeout 300 "$PY" -m pip --python "$VENV/bin/python" install -q pip >>"$WORK/venv.log" 2>&1 ||
-      fail install "could not create a venv with $PY (python3-venv missing?): $(tail -n 3 "$WORK/venv.log")"
-  fi
-  VPIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-  if ! timeout 600 "${VPIP[@]}" install -q --no-deps "$HEADROOM_SPEC" >"$WORK/pip-headroom.log" 2>&1; then
-    reason="pip install $HEADROOM_SPEC failed"
-    grep -qiE 'No matching distribution|Could not find a version' "$WORK/pip-headroom.log" &&
-      reason="$HEADROOM_SPEC is not available from the package index (not on PyPI, or no wheel for this platform/Python)"
-    rm -rf "$VENV"
-    fail install "$reason: $(grep -v '^\s*$' "$WORK/pip-headroom.log" | tail -n 1 | cut -c1-300)"
-  fi
-  if ! timeout 900 "${VPIP[@]}" install -q "${DEPS[@]}" >"$WORK/pip-deps.log" 2>&1; then
-    rm -rf "$VENV"
-    fail install "pip install of headroom's runtime dependencies failed: $(tail -n 2 "$WORK/pip-deps.log" | tr '\n' ' ')"
-  fi
-  if ! "$VENV/bin/python" -c 'import headroom.cli, headroom.proxy.server' >"$WORK/import.log" 2>&1; then
-    rm -rf "$VENV"
-    fail install "headroom installed but does not import: $(tail -n 2 "$WORK/import.log")"
-  fi
-  echo "$STAMP" >"$VENV/.portguard-e2e"
-  pass install "$HEADROOM_SPEC + deps into $VENV ($(du -sh "$VENV" 2>/dev/null | cut -f1), $(secs "$t0" "$(now_ms)"))"
-fi
-flock -u 9 2>/dev/null; exec 9>&-
-rm -f "$WORK"/pip-*.log "$WORK"/venv.log "$WORK"/import.log
+install_headroom_venv
 
 # ---------------------------------------------------------------- 2. build
-t0=$(now_ms)
-if [[ -n ${PORTGUARD_BIN:-} ]]; then
-  PG=$PORTGUARD_BIN
-  [[ -x $PG ]] || fail build "PORTGUARD_BIN=$PG is not executable"
-  pass build "using PORTGUARD_BIN=$PG"
-else
-  cargo build --release --locked --quiet >"$WORK/cargo.log" 2>&1 ||
-    fail build "cargo build --release failed: $(grep -m1 -E '^error' "$WORK/cargo.log")"
-  PG=${CARGO_TARGET_DIR:-$ROOT/target}/release/portguard
-  [[ $PG == /* ]] || PG=$ROOT/$PG
-  [[ -x $PG ]] || fail build "no binary at $PG"
-  rm -f "$WORK/cargo.log"
-  pass build "$PG ($(secs "$t0" "$(now_ms)"))"
-fi
+find_portguard
 
 # ---------------------------------------------------------------- 3. start
 PORT=
@@ -323,69 +220,68 @@ pass resolve "exit 0 in $(secs "$t0" "$t1"): $summary; pid $PROXY gone, port bin
 info "time to free (at_ms of the 'free' step): $free_ms ms (SPEC: the idle proxy exits within ~400 ms of SIGTERM);" \
   "the process itself was gone $((t2 - t1)) ms after portguard returned"
 
-# ---------------------------------------------------------------- 4c. snippet
-REUSE_POLICY=$ROOT/rules/headroom-reuse.toml
-if [[ -f $REUSE_POLICY ]]; then POLICY=$REUSE_POLICY; MODE=reuse; else POLICY=headroom; MODE=replace; fi
-info "prestart path: $MODE (policy $POLICY$([[ $MODE == replace ]] && echo '; rules/headroom-reuse.toml not shipped yet'))"
-SNIPPET=("$PY" "$ROOT/examples/headroom_prestart.py" "$PG" "$PORT" "$POLICY")
-
-# First call, port free: exit 0 -> start. It stays the proxy's parent, like wrap.
+# ---------------------------------------------------------------- 4c. in use
+# A second detached proxy, and a client marker for a live pid (a sleep this
+# script starts), written as `headroom wrap` writes its own: orphaned, but in use.
+if "$PG" schema | grep -qi client; then LIFECYCLE=clients; else LIFECYCLE=legacy; fi
 t0=$(now_ms)
-PROXY_LOG=$WORK/proxy-2.log PRESTART_STAY=1 env "${PROXY_UNSET[@]}" "${PROXY_ENV[@]}" \
-  "${SNIPPET[@]}" "${PROXY_CMD[@]}" >"$WORK/prestart-1.out" 2>&1 &
-WRAP=$!
-track "$WRAP"
-for _ in $(seq 300); do                    # up to 30 s for the "start:" line
-  grep -q '^start: ' "$WORK/prestart-1.out" && break
-  alive "$WRAP" || break
-  sleep 0.1
-done
-PROXY2=$(sed -n 's/^start: .*started proxy pid \([0-9]*\).*/\1/p' "$WORK/prestart-1.out")
-[[ -n $PROXY2 ]] || fail prestart-start "no 'start:' line from the snippet: $(head -c 300 "$WORK/prestart-1.out")"
-track "$PROXY2"
-wait_livez "$PROXY2" "$PORT" "$WORK/proxy-2.log" || fail prestart-start "fresh proxy pid $PROXY2 never answered /livez"
-pass prestart-start "snippet exit-0 path started proxy pid $PROXY2 (parent: pid $WRAP), /livez OK ($(secs "$t0" "$(now_ms)"))"
+PROXY2=$(start_detached "$PORT" "$WORK/proxy-2.log") || fail in-use "could not launch the second proxy"
+track "$PROXY2" || fail in-use "proxy pid $PROXY2 died at once"
+wait_livez "$PROXY2" "$PORT" "$WORK/proxy-2.log" || fail in-use "proxy pid $PROXY2 never answered /livez"
+sleep 600 >/dev/null 2>&1 &
+CLIENT=$!
+track "$CLIENT"
+MARKER=$WORK/headroom-home/clients/$PORT/$CLIENT.json
+mkdir -p "$(dirname "$MARKER")"
+"$PY" - "$CLIENT" "$MARKER" <<'EOF' || fail in-use "could not write the client marker"
+import json, os, sys, time
+pid, path = int(sys.argv[1]), sys.argv[2]
+with open(f"/proc/{pid}/stat", "rb") as f:          # headroom._subprocess.proc_identity
+    start = float(f.read().rpartition(b")")[2].split()[19])
+with open(path, "w") as f:
+    json.dump({"pid": pid, "started_at": time.time(), "cwd": os.getcwd(),
+               "start_src": "proc", "start_time": start}, f)
+EOF
+pass start-2 "proxy pid $PROXY2 (parent pid $(cut -d' ' -f4 "/proc/$PROXY2/stat")) answers /livez; marker $(basename "$MARKER") names live pid $CLIENT ($(secs "$t0" "$(now_ms)"))"
 
-# Second call, against the running fresh proxy.
-t0=$(now_ms)
-rc=0
-PROXY_LOG=$WORK/proxy-3.log env "${PROXY_UNSET[@]}" "${PROXY_ENV[@]}" \
-  timeout 120 "${SNIPPET[@]}" "${PROXY_CMD[@]}" >"$WORK/prestart-2.out" 2>&1 || rc=$?
-t1=$(now_ms)
-out=$(tr '\n' ' ' <"$WORK/prestart-2.out")
-if [[ $MODE == reuse ]]; then
-  [[ $rc == 3 ]] || fail prestart-reuse "exit $rc (want 3): $out"
-  grep -q "^reuse: proxy pid $PROXY2 " "$WORK/prestart-2.out" || fail prestart-reuse "does not name pid $PROXY2: $out"
-  alive "$PROXY2" && livez "$PORT" || fail prestart-reuse "the reused proxy pid $PROXY2 is not serving any more"
-  pass prestart-reuse "exit 3 in $(secs "$t0" "$t1"): $out"
-
-  # The wrapper dies (terminal closed): the proxy is orphaned, and is replaced.
-  kill -TERM "$WRAP"; wait "$WRAP" 2>/dev/null
+if [[ $LIFECYCLE == clients ]]; then
+  for policy in headroom headroom-reuse; do
+    t0=$(now_ms)
+    portguard "explain-$policy" resolve "$PORT" --policy "$policy" --explain --format json
+    [[ $PG_RC == 3 ]] || fail "in-use $policy" "--explain: exit $PG_RC (want 3, reuse): $(head -c 300 "$WORK/explain-$policy.json")"
+    summary=$(check_json "$WORK/explain-$policy.json" reuse true "$PROXY2") || fail "in-use $policy" "$summary"
+    pass "in-use $policy" "--explain exit 3 ($(secs "$t0" "$(now_ms)")): $summary"
+  done
   t0=$(now_ms)
-  rc=0
-  PROXY_LOG=$WORK/proxy-3.log env "${PROXY_UNSET[@]}" "${PROXY_ENV[@]}" \
-    timeout 120 "${SNIPPET[@]}" "${PROXY_CMD[@]}" >"$WORK/prestart-3.out" 2>&1 || rc=$?
+  portguard reuse resolve "$PORT" --policy headroom --format json
   t1=$(now_ms)
-  out=$(tr '\n' ' ' <"$WORK/prestart-3.out")
-  [[ $rc == 0 ]] || fail prestart-orphan "orphaned proxy: exit $rc (want 0): $out"
-  step=orphan-replace
+  [[ $PG_RC == 3 ]] || fail in-use "resolve: exit $PG_RC (want 3): $(head -c 300 "$WORK/reuse.json")"
+  summary=$(check_json "$WORK/reuse.json" reuse false "$PROXY2") || fail in-use "$summary"
+  { alive "$PROXY2" && livez "$PORT"; } || fail in-use "the reused proxy pid $PROXY2 is not serving any more"
+  pass in-use "resolve exit 3 in $(secs "$t0" "$t1"), proxy pid $PROXY2 untouched and serving: $summary"
 else
-  [[ $rc == 0 ]] || fail prestart-replace "exit $rc (want 0): $out"
-  step=prestart-replace
+  portguard explain-legacy resolve "$PORT" --policy headroom --explain --format json
+  [[ $PG_RC == 0 ]] || fail in-use "--explain: exit $PG_RC (this binary's headroom policy terminates any proxy of yours)"
+  summary=$(check_json "$WORK/explain-legacy.json" freed true "$PROXY2") || fail in-use "$summary"
+  printf 'SKIP %-22s %s\n' in-use "this portguard has no live-clients criterion; it plans: $summary"
 fi
-PROXY3=$(sed -n 's/^start: .*started proxy pid \([0-9]*\).*/\1/p' "$WORK/prestart-$([[ $MODE == reuse ]] && echo 3 || echo 2).out")
-[[ -n $PROXY3 ]] || fail $step "no 'start:' line: $out"
-track "$PROXY3"
-wait_gone "$PROXY2" 1 || fail $step "old proxy pid $PROXY2 is still running"
-wait_livez "$PROXY3" "$PORT" "$WORK/proxy-3.log" || fail $step "new proxy pid $PROXY3 never answered /livez"
-pass $step "exit 0 in $(secs "$t0" "$t1"): old proxy pid $PROXY2 terminated, new proxy pid $PROXY3 answers /livez ($(secs "$t0" "$(now_ms)"))"
-wait "$WRAP" 2>/dev/null                    # the first snippet returns with its proxy
 
-# ---------------------------------------------------------------- 4d. cleanup
+# ---------------------------------------------------------------- 4d. stale
+# The client dies without removing its marker: the proxy is stale again.
+kill -KILL "$CLIENT"; wait "$CLIENT" 2>/dev/null
+t0=$(now_ms)
+portguard stale resolve "$PORT" --policy headroom --format json
+t1=$(now_ms)
+[[ $PG_RC == 0 ]] || fail stale "exit $PG_RC (want 0): $(head -c 300 "$WORK/stale.err") $(head -c 300 "$WORK/stale.json")"
+summary=$(check_json "$WORK/stale.json" freed false "$PROXY2") || fail stale "$summary"
+wait_gone "$PROXY2" 2 || fail stale "portguard said freed but proxy pid $PROXY2 is still running 2 s later"
+[[ -f $MARKER ]] || fail stale "the client marker was deleted (portguard only reads markers)"
+pass stale "client pid $CLIENT dead, its marker left in place: exit 0 in $(secs "$t0" "$t1"): $summary"
+
+# ---------------------------------------------------------------- 4e. cleanup
 t0=$(now_ms)
 portguard final resolve "$PORT" --policy headroom --format json
-[[ $PG_RC == 0 ]] || fail cleanup "portguard resolve of the last proxy: exit $PG_RC: $(head -c 300 "$WORK/final.err")"
-wait_gone "$PROXY3" 1 || fail cleanup "proxy pid $PROXY3 still running after portguard freed the port"
+[[ $PG_RC == 0 ]] || fail cleanup "portguard resolve of the free port: exit $PG_RC: $(head -c 300 "$WORK/final.err")"
 left=()
 for pid in "${!STARTED[@]}"; do alive "$pid" && left+=("$pid"); done
 ((${#left[@]} == 0)) || fail cleanup "still running: pid(s) ${left[*]}"
