@@ -95,9 +95,9 @@ fn who_explain_and_match_unit_see_the_unit() {
         human.describe()
     );
 
-    let policy = sandbox.policy(&format!(
-        "[[rule]]\nname = \"by-unit\"\nmatch.unit = '^portguard-test-.*\\.service$'\naction = \"refuse\"\nmessage = \"held by {{unit}}\"\n"
-    ));
+    let policy = sandbox.policy(
+        "[[rule]]\nname = \"by-unit\"\nmatch.unit = '^portguard-test-.*\\.service$'\naction = \"refuse\"\nmessage = \"held by {unit}\"\n",
+    );
     let run = sandbox.run(["resolve", &port, "--explain", "--policy", &policy]);
     run.assert_exit(4);
     assert!(
