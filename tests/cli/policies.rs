@@ -60,6 +60,42 @@ fn terminate_escalates_to_sigkill_when_sigterm_is_ignored() {
     assert_eq!(sent, ["SIGTERM", "SIGKILL"], "{}", run.describe());
     let status = stubborn.wait_exit(EXIT_TIMEOUT).unwrap();
     assert_eq!(status.signal(), Some(9), "ended by {status:?}");
+    // The result says the escalation was needed, not only "terminated".
+    let message = entry["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!(
+            "pid {pid} ignored the first signal and needed SIGKILL"
+        )),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn the_settle_watch_after_a_supervised_holder_is_a_step() {
+    // The test process is the holder's parent: alive, so the freed port is
+    // watched for a restart, and the report says so.
+    let holder = Holder::tcp("127.0.0.1").attached().spawn();
+    let sandbox = Sandbox::new();
+    let run = resolve(&sandbox, &terminate_policy(&sandbox), holder.port(), &[]);
+    assert_freed(&run, &holder);
+    let entry = run.port(holder.port());
+    let steps = entry["steps"].as_array().unwrap();
+    let settle = steps
+        .iter()
+        .find(|s| s["event"] == "settle")
+        .unwrap_or_else(|| panic!("no settle step\n{}", run.describe()));
+    assert!(
+        settle["ms"].as_u64().unwrap_or(0) >= 200,
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        steps.last().map(|s| s["event"].clone()),
+        Some("free".into()),
+        "{}",
+        run.describe()
+    );
 }
 
 #[test]

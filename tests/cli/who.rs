@@ -178,3 +178,25 @@ fn who_all_also_lists_connections_on_the_port() {
     );
     assert_eq!(holder_pids(&run.port(port)), vec![std::process::id()]);
 }
+
+#[test]
+fn who_summarises_runs_of_free_ports_as_ranges() {
+    let held = Holder::tcp("127.0.0.1").spawn();
+    let port = held.port();
+    // The held port in the middle of a range (clamped to valid ports).
+    let (lo, hi) = (port.saturating_sub(300).max(1), port.saturating_add(300));
+    let run = Sandbox::new().run(["who", &format!("{lo}-{hi}")]);
+    run.assert_exit(0);
+    let lines = run.stdout.lines().count();
+    assert!(
+        lines < 30,
+        "{lines} lines for a 600-port range\n{}",
+        run.describe()
+    );
+    assert!(
+        run.stdout.contains(&format!("port {port}/tcp is held")),
+        "{}",
+        run.describe()
+    );
+    assert!(run.stdout.contains("/tcp are free"), "{}", run.describe());
+}
