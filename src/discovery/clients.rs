@@ -15,7 +15,6 @@
 //! changes anything: stale records are reported, not deleted.
 
 use crate::model::{ClientFile, ClientStatus, ClientsSeen};
-use std::io::Read;
 use std::path::Path;
 
 /// Records looked at per directory; beyond that the answer is "unknown"
@@ -23,6 +22,7 @@ use std::path::Path;
 pub const MAX_FILES: usize = 4096;
 
 /// Bytes read of one record.
+#[cfg(target_os = "linux")]
 const MAX_RECORD: u64 = 64 << 10;
 
 /// What `dir` says about its clients; `callers` (portguard and its
@@ -116,7 +116,9 @@ pub fn provably_other(
     }
 }
 
+#[cfg(target_os = "linux")]
 fn read_record(path: &Path) -> Option<String> {
+    use std::io::Read;
     let mut text = String::new();
     std::fs::File::open(path)
         .ok()?

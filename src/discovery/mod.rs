@@ -217,6 +217,9 @@ pub fn backend(which: Backend) -> Box<dyn Discovery + Send + Sync> {
 /// (`PortState::others`) — what `who` reports. The native backend skips
 /// them by default: finding them walks the kernel's whole connection table.
 pub fn backend_with(which: Backend, others: bool) -> Box<dyn Discovery + Send + Sync> {
+    // lsof always lists every socket on the port.
+    #[cfg(not(target_os = "linux"))]
+    let _ = others;
     match which {
         #[cfg(target_os = "linux")]
         Backend::Native if others => Box::new(owners::NetlinkDiscovery::default().with_others()),
