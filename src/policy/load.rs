@@ -1,6 +1,7 @@
 //! Reading and checking a policy: TOML → [`raw`] → [`Policy`], collecting
 //! every problem with its span instead of stopping at the first.
 
+use super::limits;
 use super::raw::{RawDefaults, RawMatch, RawPolicy, RawRule, RawTest};
 use super::{
     Action, ActionKind, Criteria, Defaults, Expect, Health, Invalid, Pattern, Policy, PolicyError,
@@ -26,10 +27,7 @@ const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
 
 /// Reads and checks the policy file at `path`.
 pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
-    let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = read_policy_file(path)?;
     let source = PolicySource::File(path.to_path_buf());
     match String::from_utf8(bytes) {
         Ok(text) => load_source(&text, source),
@@ -46,6 +44,84 @@ pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
             }))
         }
     }
+}
+
+/// What a file that is not a regular file is, in words.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads a policy file: only a regular file, and at most
+/// [`limits::MAX_POLICY_BYTES`] of it. It is opened non-blocking, so a FIFO
+/// cannot make the open wait for a writer, and checked with `fstat` on the
+/// open descriptor, so what is read is what was checked.
+pub fn read_policy_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
+    use rustix::fs::OFlags;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = || path.display().to_string();
+    let read_error = |source: std::io::Error| PolicyError::Read {
+        path: shown(),
+        source,
+    };
+    let not_regular = |t: std::fs::FileType| PolicyError::NotRegular {
+        path: shown(),
+        kind: file_kind(t),
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) => {
+            // A socket cannot be opened at all (ENXIO): say what it is.
+            return Err(match std::fs::metadata(path) {
+                Ok(m) if !m.is_file() => not_regular(m.file_type()),
+                _ => read_error(e),
+            });
+        }
+    };
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    if meta.len() > limits::MAX_POLICY_BYTES {
+        return Err(PolicyError::TooLarge {
+            path: shown(),
+            size: meta.len(),
+        });
+    }
+    // Regular files ignore O_NONBLOCK; cleared all the same, so reads are
+    // plain blocking reads whatever the file system.
+    let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| read_error(e.into()))?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK).map_err(|e| read_error(e.into()))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // A file that grows while it is read (or that reports no size, as
+    // /proc files do) is still read no further than the limit.
+    file.take(limits::MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > limits::MAX_POLICY_BYTES {
+        return Err(PolicyError::TooLarge {
+            path: shown(),
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Checks policy `text` that came from `source`. Warnings are kept in
@@ -1264,5 +1340,46 @@ message = "{port} {pid}"
         assert_eq!(w.len(), 1, "{w:?}");
         let w = warnings("[[rule]]\nname = \"r\"\nmatch.cmdline = 'x'\nmatch.user = \"$self\"\naction = \"terminate\"\n");
         assert!(w.is_empty(), "{w:?}");
+    }
+
+    // --- Input limits (issue 10) ---------------------------------------
+
+    #[test]
+    fn reading_a_policy_never_blocks_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p.toml");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for (path, kind) in [
+            (fifo.as_path(), "a FIFO (named pipe)"),
+            (Path::new("/dev/zero"), "a character device"),
+            (dir.path(), "a directory"),
+        ] {
+            let err = load_file(path).unwrap_err();
+            assert!(matches!(err, PolicyError::NotRegular { .. }), "{err}");
+            assert!(
+                err.to_string().contains(&format!(
+                    "cannot read policy {}: it is {kind}; a policy must be a regular file",
+                    path.display()
+                )),
+                "{err}"
+            );
+        }
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; 1024 * 1024 + 1]).unwrap();
+        let err = load_file(&big).unwrap_err().to_string();
+        assert!(
+            err.contains("it is 1048577 bytes, and a policy may be at most 1 MiB (1048576 bytes)"),
+            "{err}"
+        );
+        // Exactly the limit is fine (a comment is a valid policy).
+        std::fs::write(&big, vec![b'#'; 1024 * 1024]).unwrap();
+        assert!(load_file(&big).is_ok());
+        // A file that reports no size is still read, up to the limit.
+        let err = load_file(Path::new("/proc/self/status")).unwrap_err();
+        assert!(matches!(err, PolicyError::Invalid(_)), "{err}");
     }
 }

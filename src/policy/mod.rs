@@ -7,6 +7,7 @@
 //! silently ignored key.
 
 mod builtin;
+pub mod limits;
 mod load;
 pub mod raw;
 
@@ -483,6 +484,27 @@ pub enum PolicyError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The path is not a regular file (a FIFO, a device, a directory...):
+    /// reading it could block forever or never end.
+    #[error("cannot read policy {path}: it is {kind}; a policy must be a regular file")]
+    NotRegular {
+        /// The path given.
+        path: String,
+        /// What it is instead, e.g. "a FIFO (named pipe)".
+        kind: &'static str,
+    },
+    /// The file is larger than [`limits::MAX_POLICY_BYTES`].
+    #[error(
+        "cannot read policy {path}: it is {size} bytes, and a policy may be at most {} ({} bytes)",
+        limits::bytes(limits::MAX_POLICY_BYTES),
+        limits::MAX_POLICY_BYTES
+    )]
+    TooLarge {
+        /// The path given.
+        path: String,
+        /// Its size (or how much of it was read before giving up).
+        size: u64,
     },
     /// `--policy NAME` named no built-in policy.
     #[error("unknown built-in policy '{0}' (built-ins: {builtins}); to use a file, give a path such as ./{0}.toml", builtins = BUILTINS.iter().map(|b| b.0).collect::<Vec<_>>().join(", "))]
