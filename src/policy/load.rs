@@ -271,10 +271,19 @@ impl Checker<'_> {
             .iter()
             .map(|r| r.get_ref().name.get_ref().as_str())
             .collect();
+        let self_rules: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| {
+                r.criteria
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| u.contains(&UserSpec::Me))
+            })
+            .collect();
         let tests: Vec<TestCase> = raw
             .test
             .iter()
-            .filter_map(|t| self.test_case(t, &rule_names))
+            .filter_map(|t| self.test_case(t, &rule_names, &self_rules))
             .collect();
         let defaults = defaults?;
         let name = raw
@@ -518,7 +527,12 @@ impl Checker<'_> {
         }
     }
 
-    fn test_case(&mut self, t: &Spanned<RawTest>, rule_names: &[&str]) -> Option<TestCase> {
+    fn test_case(
+        &mut self,
+        t: &Spanned<RawTest>,
+        rule_names: &[&str],
+        self_rules: &[&Rule],
+    ) -> Option<TestCase> {
         let span = t.span();
         let line = self.line_of(span.start);
         let t = t.get_ref();
@@ -558,6 +572,25 @@ impl Checker<'_> {
                 (None, None)
             }
         };
+        if t.self_user.is_none() && !t.owners.is_empty() {
+            // `"$self"` never matches without a `self`: the case could
+            // never reach such a rule, and would test something else.
+            let reachable = self_rules.iter().find(|r| {
+                r.ports
+                    .as_ref()
+                    .map_or(true, |ports| ports.iter().any(|p| p.contains(port)))
+            });
+            if let Some(rule) = reachable {
+                self.error_help(
+                    format!(
+                        "test \"{}\" gives no `self`, but rule `{}` (line {}) matches `user = \"$self\"`, which nobody is without it",
+                        t.name, rule.name, rule.line
+                    ),
+                    span.clone(),
+                    "add `self = \"alice\"` (a user name or uid) to the test case",
+                );
+            }
+        }
         let e = &t.expect;
         if let Some(rule) = &e.rule {
             if rule != "default" && !rule_names.contains(&rule.as_str()) {
@@ -1457,6 +1490,42 @@ message = "{port} {pid}"
     }
 
     // --- Input limits (issue 10) ---------------------------------------
+
+    /// A case with one owner that `$self` would match, as alice.
+    const SELF_CASE: &str = "[[test]]\nname = \"mine\"\nport = 8787\nexpect = { rule = \"mine\" }\nowners = [{ pid = 5, ppid = 1, uid = 1000, user = \"alice\" }]\n";
+
+    #[test]
+    fn a_test_case_without_self_for_a_self_rule_is_an_error() {
+        let rule = "[[rule]]\nname = \"mine\"\nmatch.user = \"$self\"\naction = \"refuse\"\n";
+        let (text, line) = one_error(&format!("{rule}{SELF_CASE}"));
+        assert_eq!(line, 5, "{text}");
+        assert!(
+            text.contains("test \"mine\" gives no `self`, but rule `mine` (line 1) matches `user = \"$self\"`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("help: add `self = \"alice\"` (a user name or uid) to the test case"),
+            "{text}"
+        );
+        // In a list of users too.
+        let listed = rule.replace("\"$self\"", "[0, \"$self\"]");
+        one_error(&format!("{listed}{SELF_CASE}"));
+        // With `self`, by name or uid, it loads.
+        for who in ["\"alice\"", "1000"] {
+            let case = SELF_CASE.replace("port = 8787", &format!("port = 8787\nself = {who}"));
+            let p = load(&format!("{rule}{case}")).unwrap_or_else(|e| panic!("{}", e.render_all()));
+            assert_eq!(p.tests.len(), 1);
+        }
+        // A rule limited to other ports cannot apply to the case; a case
+        // without owners (a free port) evaluates no rule.
+        let other_port = rule.replace("[[rule]]\n", "[[rule]]\nports = [1]\n");
+        assert!(load(&format!("{other_port}{SELF_CASE}")).is_ok());
+        let free = "[[test]]\nname = \"free\"\nport = 8787\nexpect = { outcome = \"free\" }\n";
+        assert!(load(&format!("{rule}{free}")).is_ok());
+        // A policy without `$self` needs no `self`.
+        let plain = rule.replace("\"$self\"", "1000");
+        assert!(load(&format!("{plain}{SELF_CASE}")).is_ok());
+    }
 
     #[test]
     fn more_than_a_thousand_rules_is_an_error() {
