@@ -77,6 +77,17 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A byte size to one decimal, for amounts that are not round: `3.2 MiB`.
+pub fn approx_bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / f64::from(1 << 20))
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / f64::from(1 << 10))
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 /// What translating one regex costs, in the units the limits count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyntaxCost {
@@ -345,6 +356,9 @@ mod tests {
         assert_eq!(bytes(1 << 20), "1 MiB");
         assert_eq!(bytes(32 << 10), "32 KiB");
         assert_eq!(bytes(1000), "1000 bytes");
+        assert_eq!(approx_bytes(3_330_848), "3.2 MiB");
+        assert_eq!(approx_bytes(2048 + 512), "2.5 KiB");
+        assert_eq!(approx_bytes(7), "7 bytes");
         assert_eq!(regex_cache_capacity(1), 2 << 20);
         assert_eq!(regex_cache_capacity(1024), 16 << 10);
     }

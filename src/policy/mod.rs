@@ -68,10 +68,11 @@ impl Policy {
     }
 
     /// Compiles every regex (each once; later calls are free), in file
-    /// order, reporting those that fail with their place in the file: a
-    /// regex over the size limit of one regex, or the first regex that
-    /// does not fit in what is left of the policy's budget (the ones after
-    /// it are not compiled: the policy is invalid anyway).
+    /// order, reporting those that fail with their place in the file. The
+    /// first regex that is too large — alone, or for what the regexes
+    /// before it left of the policy's budget — ends it: the ones after it
+    /// are not compiled (the policy is invalid anyway, and each attempt
+    /// would cost up to the budget).
     pub fn compile(&self) -> Result<(), Invalid> {
         let patterns: Vec<&Pattern> = self.patterns().collect();
         let Some(first) = patterns.first() else {
@@ -97,7 +98,7 @@ impl Policy {
             };
             diagnostics
                 .push(Diagnostic::error(e.to_string(), Some(p.span.clone())).with_help(help));
-            if matches!(e, CompileError::OverBudget { .. }) {
+            if !matches!(e, CompileError::Invalid(_)) {
                 break;
             }
         }
@@ -267,9 +268,9 @@ impl fmt::Display for CompileError {
             ),
             CompileError::OverBudget { left } => write!(
                 f,
-                "the policy's regexes together compile to more than {}: {} was left for this one, and it needs more",
+                "the policy's regexes together compile to more than {}: this one needs more than the {} the regexes before it left",
                 limits::bytes(limits::REGEX_BUDGET as u64),
-                limits::bytes(*left as u64)
+                limits::approx_bytes(*left as u64)
             ),
             CompileError::Invalid(e) => write!(f, "invalid regex: {e}"),
         }
@@ -316,14 +317,24 @@ impl Pattern {
                 limit: limits::REGEX_BUDGET,
             },
         };
-        let re = regex_automata::meta::Builder::new()
+        let built = regex_automata::meta::Builder::new()
             .configure(config)
             .syntax(regex_automata::util::syntax::Config::new().utf8(true))
-            .build(&self.source)
-            .map_err(|e| match e.size_limit() {
-                Some(limit) => over(Some(limit)),
-                None => CompileError::Invalid(e.to_string()),
-            })?;
+            .build(&self.source);
+        let re = match built {
+            Ok(re) => re,
+            Err(e) => match e.size_limit() {
+                Some(limit) => {
+                    let error = over(Some(limit));
+                    // The work done up to the limit counts too, so regexes
+                    // that fail one after another cannot each spend the
+                    // whole budget.
+                    *left -= per_automaton.min(*left);
+                    return Err(error);
+                }
+                None => return Err(CompileError::Invalid(e.to_string())),
+            },
+        };
         let used = re.memory_usage();
         if used > *left {
             return Err(over(None));
