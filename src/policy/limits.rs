@@ -363,4 +363,58 @@ mod tests {
         assert_eq!(regex_cache_capacity(1), 2 << 20);
         assert_eq!(regex_cache_capacity(1024), 16 << 10);
     }
+
+    mod proptests {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Pieces of regex syntax the estimate follows: flags, groups,
+        /// classes, set operations, repetitions.
+        const PIECES: [&str; 24] = [
+            "a",
+            "\\w",
+            "\\W",
+            "\\pL",
+            "\\P{Ll}",
+            "\\p{Any}",
+            "[",
+            "]",
+            "[^",
+            "--",
+            "&&",
+            "(",
+            ")",
+            "(?i)",
+            "(?-i)",
+            "(?i:",
+            "(?:",
+            "|",
+            "*",
+            "{2}",
+            "[:alpha:]",
+            "x-z",
+            "\\d",
+            ".",
+        ];
+
+        proptest! {
+            /// Any pattern the parser accepts gets an estimate without a
+            /// panic, and the estimate stops at whatever is allowed.
+            #[test]
+            fn the_estimate_never_panics_and_respects_what_is_allowed(
+                pieces in proptest::collection::vec(proptest::sample::select(PIECES.to_vec()), 0..30),
+                classes in 0usize..8,
+                fold in 0u64..200_000,
+            ) {
+                let pattern: String = pieces.concat();
+                if let Ok(ast) = ast::parse::Parser::new().parse(&pattern) {
+                    let allowed = SyntaxCost { unicode_classes: classes, case_fold: fold };
+                    if let Ok(cost) = syntax_cost(&pattern, &ast, allowed) {
+                        prop_assert!(cost.unicode_classes <= classes);
+                        prop_assert!(cost.case_fold <= fold);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -583,7 +583,7 @@ impl Checker<'_> {
             if let Some(rule) = reachable {
                 self.error_help(
                     format!(
-                        "test \"{}\" gives no `self`, but rule `{}` (line {}) matches `user = \"$self\"`, which nobody is without it",
+                        "test \"{}\" gives no `self`, so rule `{}` (line {}), which matches `user = \"$self\"`, can never apply in it",
                         t.name, rule.name, rule.line
                     ),
                     span.clone(),
@@ -1500,7 +1500,7 @@ message = "{port} {pid}"
         let (text, line) = one_error(&format!("{rule}{SELF_CASE}"));
         assert_eq!(line, 5, "{text}");
         assert!(
-            text.contains("test \"mine\" gives no `self`, but rule `mine` (line 1) matches `user = \"$self\"`"),
+            text.contains("test \"mine\" gives no `self`, so rule `mine` (line 1), which matches `user = \"$self\"`, can never apply in it"),
             "{text}"
         );
         assert!(
