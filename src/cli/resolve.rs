@@ -63,12 +63,7 @@ pub(super) fn resolve_ports(
         .lock()
         .map(|dirs| {
             dirs.iter()
-                .map(|d| {
-                    format!(
-                        "refused the lock directory {}: another user could control it; used a private one instead",
-                        d.display()
-                    )
-                })
+                .map(|(skipped, used)| format!("warning: {skipped}; using {}", used.display()))
                 .collect()
         })
         .unwrap_or_default();

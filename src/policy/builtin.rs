@@ -111,10 +111,34 @@ impl LookupEnv {
     }
 }
 
+/// Whether a lookup candidate is there. Anything at the path counts — a
+/// FIFO, a directory, a dangling symlink, a file we may not read — and is
+/// then loaded, so that it is an error (exit 2) rather than silently
+/// skipped in favour of the built-in policy, which terminates. Only "no
+/// such file" (or a parent that is not a directory) means absent; a path
+/// that cannot even be looked at is an error too.
+fn candidate(path: &Path) -> Result<bool, PolicyError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+        {
+            Ok(false)
+        }
+        Err(source) => Err(PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
 /// Picks the policy: `--policy`, then `$PORTGUARD_POLICY`, then
 /// `./portguard.toml`, then `$XDG_CONFIG_HOME/portguard/policy.toml` (or
 /// `~/.config/...`), then built-in `headroom`. Returns the source and a short
-/// phrase saying why it was chosen (printed by `-v`).
+/// phrase saying why it was chosen (printed by `-v`). A lookup file that
+/// exists is chosen even when it cannot be read, so that loading it fails
+/// (see [`candidate`]).
 pub fn locate(
     explicit: Option<&str>,
     env: &LookupEnv,
@@ -132,7 +156,7 @@ pub fn locate(
     }
     if let Some(cwd) = &env.cwd {
         let local = cwd.join("portguard.toml");
-        if local.is_file() {
+        if candidate(&local)? {
             return Ok((PolicySource::File(local), "./portguard.toml"));
         }
     }
@@ -142,7 +166,7 @@ pub fn locate(
         .or_else(|| env.home.as_ref().map(|h| h.join(".config")));
     if let Some(dir) = config {
         let user = dir.join("portguard").join("policy.toml");
-        if Path::new(&user).is_file() {
+        if candidate(&user)? {
             return Ok((PolicySource::File(user), "user configuration"));
         }
     }
@@ -230,6 +254,69 @@ mod tests {
         assert_eq!(
             locate(Some("headroom"), &env).unwrap(),
             (PolicySource::Builtin("headroom"), "--policy")
+        );
+    }
+
+    #[test]
+    fn a_lookup_file_that_cannot_be_read_is_an_error_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().join("cwd");
+        let xdg = dir.path().join("xdg");
+        std::fs::create_dir_all(&cwd).unwrap();
+        std::fs::create_dir_all(xdg.join("portguard")).unwrap();
+        let env = LookupEnv {
+            portguard_policy: None,
+            cwd: Some(cwd.clone()),
+            xdg_config_home: Some(xdg.clone()),
+            home: None,
+        };
+        let local = cwd.join("portguard.toml");
+        let user = xdg.join("portguard/policy.toml");
+        let mkfifo = |p: &Path| {
+            let ok = std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        };
+        let remove = |p: &Path| {
+            if p.is_dir() {
+                std::fs::remove_dir(p).unwrap();
+            } else {
+                std::fs::remove_file(p).unwrap();
+            }
+        };
+        type Make<'a> = &'a dyn Fn(&Path);
+        let makers: [(&str, Make); 3] = [
+            ("a FIFO", &mkfifo),
+            ("a directory", &|p: &Path| std::fs::create_dir(p).unwrap()),
+            ("a dangling symlink", &|p: &Path| {
+                std::os::unix::fs::symlink("nowhere.toml", p).unwrap()
+            }),
+        ];
+        for path in [&local, &user] {
+            for (what, make) in &makers {
+                make(path);
+                let (source, _) = locate(None, &env).unwrap();
+                assert_eq!(source, PolicySource::File(path.to_path_buf()), "{what}");
+                let err = source.load().unwrap_err().to_string();
+                assert!(
+                    err.starts_with(&format!("cannot read policy {}", path.display())),
+                    "{what}: {err}"
+                );
+                remove(path);
+            }
+        }
+        // A configuration directory that is a file hides nothing.
+        let not_dir = dir.path().join("file");
+        std::fs::write(&not_dir, "").unwrap();
+        let env = LookupEnv {
+            xdg_config_home: Some(not_dir),
+            ..env
+        };
+        assert_eq!(
+            locate(None, &env).unwrap(),
+            (PolicySource::Builtin("headroom"), "default")
         );
     }
 }

@@ -1,11 +1,12 @@
 //! Reading and checking a policy: TOML → [`raw`] → [`Policy`], collecting
 //! every problem with its span instead of stopping at the first.
 
+use super::limits::{self, Exceeded, SyntaxCost};
 use super::raw::{RawDefaults, RawMatch, RawPolicy, RawRule, RawTest};
 use super::{
     Action, ActionKind, ClientsCriterion, Criteria, Defaults, DirTemplate, Expect, Health, Invalid,
-    Pattern, Policy, PolicyError, PolicySource, Rule, Signal, StatusCodes, Template, Terminate,
-    TestCase, TestClients, UserSpec,
+    Pattern, Policy, PolicyError, PolicySource, RegexBudget, Rule, Signal, StatusCodes, Template,
+    Terminate, TestCase, TestClients, UserSpec,
 };
 use crate::diagnostic::{Diagnostic, Severity, SourceIndex};
 use crate::model::{Container, Holder, Outcome, Protocol, Unit, Unknown};
@@ -13,6 +14,7 @@ use crate::ports::{port_from_int, PortRange};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -27,10 +29,7 @@ const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
 
 /// Reads and checks the policy file at `path`.
 pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
-    let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = read_policy_file(path)?;
     let source = PolicySource::File(path.to_path_buf());
     match String::from_utf8(bytes) {
         Ok(text) => load_source(&text, source),
@@ -49,6 +48,84 @@ pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
     }
 }
 
+/// What a file that is not a regular file is, in words.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads a policy file: only a regular file, and at most
+/// [`limits::MAX_POLICY_BYTES`] of it. It is opened non-blocking, so a FIFO
+/// cannot make the open wait for a writer, and checked with `fstat` on the
+/// open descriptor, so what is read is what was checked.
+pub fn read_policy_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
+    use rustix::fs::OFlags;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = || path.display().to_string();
+    let read_error = |source: std::io::Error| PolicyError::Read {
+        path: shown(),
+        source,
+    };
+    let not_regular = |t: std::fs::FileType| PolicyError::NotRegular {
+        path: shown(),
+        kind: file_kind(t),
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) => {
+            // A socket cannot be opened at all (ENXIO): say what it is.
+            return Err(match std::fs::metadata(path) {
+                Ok(m) if !m.is_file() => not_regular(m.file_type()),
+                _ => read_error(e),
+            });
+        }
+    };
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    if meta.len() > limits::MAX_POLICY_BYTES {
+        return Err(PolicyError::TooLarge {
+            path: shown(),
+            size: meta.len(),
+        });
+    }
+    // Regular files ignore O_NONBLOCK; cleared all the same, so reads are
+    // plain blocking reads whatever the file system.
+    let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| read_error(e.into()))?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK).map_err(|e| read_error(e.into()))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // A file that grows while it is read (or that reports no size, as
+    // /proc files do) is still read no further than the limit.
+    file.take(limits::MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > limits::MAX_POLICY_BYTES {
+        return Err(PolicyError::TooLarge {
+            path: shown(),
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
+}
+
 /// Checks policy `text` that came from `source`. Warnings are kept in
 /// [`Policy::warnings`]; any error makes the whole policy invalid.
 pub fn load_source(text: &str, source: PolicySource) -> Result<Policy, PolicyError> {
@@ -56,6 +133,10 @@ pub fn load_source(text: &str, source: PolicySource) -> Result<Policy, PolicyErr
         text,
         diags: Vec::new(),
         lines: SourceIndex::new(text),
+        regex_budget: RegexBudget::new(),
+        regex_text: 0,
+        regex_syntax: SyntaxCost::default(),
+        regex_limit_hit: false,
     };
     let policy = match toml::from_str::<RawPolicy>(text) {
         Ok(raw) => cx.policy(raw, &source),
@@ -87,6 +168,15 @@ struct Checker<'a> {
     /// Line starts, built once: every rule and test asks for its line, and
     /// scanning from the top each time was a tenth of loading a policy.
     lines: SourceIndex<'a>,
+    /// The compiled-regex budget every pattern of this policy shares.
+    regex_budget: Arc<RegexBudget>,
+    /// Bytes of regex text so far.
+    regex_text: usize,
+    /// What translating the regexes so far cost.
+    regex_syntax: SyntaxCost,
+    /// A regex limit was exceeded: the policy is invalid, and the regexes
+    /// after it are not parsed.
+    regex_limit_hit: bool,
 }
 
 /// The rule keys that hold action settings, with their spans when present.
@@ -147,6 +237,7 @@ impl Checker<'_> {
             settle: DEFAULT_SETTLE,
         };
         let rule_defaults = defaults.as_ref().unwrap_or(&fallback);
+        self.check_counts(&raw);
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut rules = Vec::new();
         for spanned in &raw.rule {
@@ -182,10 +273,19 @@ impl Checker<'_> {
             .iter()
             .map(|r| r.get_ref().name.get_ref().as_str())
             .collect();
+        let self_rules: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| {
+                r.criteria
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| u.contains(&UserSpec::Me))
+            })
+            .collect();
         let tests: Vec<TestCase> = raw
             .test
             .iter()
-            .filter_map(|t| self.test_case(t, &rule_names))
+            .filter_map(|t| self.test_case(t, &rule_names, &self_rules))
             .collect();
         let defaults = defaults?;
         let name = raw
@@ -408,7 +508,45 @@ impl Checker<'_> {
         }
     }
 
-    fn test_case(&mut self, t: &Spanned<RawTest>, rule_names: &[&str]) -> Option<TestCase> {
+    /// How many rules and test cases a policy may have ([`limits`]): every
+    /// holder is checked against every rule, keeping a trace line for each.
+    fn check_counts(&mut self, raw: &RawPolicy) {
+        if let Some(extra) = raw.rule.get(limits::MAX_RULES) {
+            self.error_help(
+                format!(
+                    "the policy has {} rules; at most {} are allowed",
+                    raw.rule.len(),
+                    limits::MAX_RULES
+                ),
+                extra.get_ref().name.span(),
+                "merge rules that do the same: one regex can match several programs (a|b), and `ports` and `match.user` take lists",
+            );
+        }
+        let rules = raw.rule.len().max(1);
+        let mut checks = 0usize;
+        for t in &raw.test {
+            checks = checks.saturating_add(t.get_ref().owners.len().saturating_mul(rules));
+            if checks > limits::MAX_TEST_CHECKS {
+                self.error_help(
+                    format!(
+                        "the test cases up to this one check more than {} owners against rules (each owner of a case is checked against every one of the {} rules)",
+                        limits::MAX_TEST_CHECKS,
+                        raw.rule.len()
+                    ),
+                    t.span(),
+                    "use fewer or smaller test cases: a case needs only the owners that decide it",
+                );
+                break;
+            }
+        }
+    }
+
+    fn test_case(
+        &mut self,
+        t: &Spanned<RawTest>,
+        rule_names: &[&str],
+        self_rules: &[&Rule],
+    ) -> Option<TestCase> {
         let span = t.span();
         let line = self.line_of(span.start);
         let t = t.get_ref();
@@ -448,6 +586,25 @@ impl Checker<'_> {
                 (None, None)
             }
         };
+        if t.self_user.is_none() && !t.owners.is_empty() {
+            // `"$self"` never matches without a `self`: the case could
+            // never reach such a rule, and would test something else.
+            let reachable = self_rules.iter().find(|r| {
+                r.ports
+                    .as_ref()
+                    .map_or(true, |ports| ports.iter().any(|p| p.contains(port)))
+            });
+            if let Some(rule) = reachable {
+                self.error_help(
+                    format!(
+                        "test \"{}\" gives no `self`, so rule `{}` (line {}), which matches `user = \"$self\"`, can never apply in it",
+                        t.name, rule.name, rule.line
+                    ),
+                    span.clone(),
+                    "add `self = \"alice\"` (a user name or uid) to the test case",
+                );
+            }
+        }
         let e = &t.expect;
         if let Some(rule) = &e.rule {
             if rule != "default" && !rule_names.contains(&rule.as_str()) {
@@ -876,40 +1033,106 @@ impl Checker<'_> {
     }
 
     /// Checks a regex's syntax (cheap) and keeps it for compiling on first
-    /// use; see [`Pattern`].
+    /// use; see [`Pattern`]. What parsing it may cost is estimated first and
+    /// counted against the policy's limits ([`limits`]).
     fn regex(&mut self, r: &Spanned<String>) -> Option<Pattern> {
-        match regex_syntax::ParserBuilder::new()
+        let text = r.get_ref();
+        if self.regex_limit_hit {
+            // Already invalid (and reported): the rest is not parsed.
+            return Some(Pattern::new(text.clone(), r.span(), &self.regex_budget));
+        }
+        self.regex_text += text.len();
+        if self.regex_text > limits::MAX_REGEX_TEXT {
+            return self.regex_limit(
+                r,
+                format!(
+                    "the policy's regexes together are longer than {}",
+                    limits::bytes(limits::MAX_REGEX_TEXT as u64)
+                ),
+                format!(
+                    "all regexes of a policy may have {} of text; shorten this regex or the ones before it",
+                    limits::bytes(limits::MAX_REGEX_TEXT as u64)
+                ),
+            );
+        }
+        let ast = match regex_syntax::ast::parse::ParserBuilder::new()
             .build()
-            .parse(r.get_ref())
+            .parse(text)
         {
-            Ok(hir) => {
-                if hir.properties().minimum_len() == Some(0) {
-                    self.diags.push(
-                        Diagnostic::warning(
-                            "this regex matches the empty string, so it matches every value",
-                            Some(r.span()),
-                        )
-                        .with_help("anchor it or make it specific, e.g. '^\\S*python[0-9.]* -m myapp'; remove the criterion to match anything on purpose"),
-                    );
-                }
-                Some(Pattern::new(r.get_ref().clone(), r.span()))
+            Ok(ast) => ast,
+            Err(e) => return self.invalid_regex(r, &e.to_string()),
+        };
+        let allowed = SyntaxCost {
+            unicode_classes: limits::MAX_UNICODE_CLASSES - self.regex_syntax.unicode_classes,
+            case_fold: limits::MAX_CASE_FOLD - self.regex_syntax.case_fold,
+        };
+        match limits::syntax_cost(text, &ast, allowed) {
+            Ok(cost) => {
+                self.regex_syntax.unicode_classes += cost.unicode_classes;
+                self.regex_syntax.case_fold += cost.case_fold;
             }
-            Err(e) => {
-                // The parser's message repeats the pattern with a caret; the
-                // diagnostic already shows it, so keep the last line.
-                let text = e.to_string();
-                let last = text.lines().rev().find(|l| !l.trim().is_empty());
-                self.error_help(
+            Err(Exceeded::UnicodeClasses) => {
+                return self.regex_limit(
+                    r,
                     format!(
-                        "invalid regex: {}",
-                        last.unwrap_or(&text).trim().trim_start_matches("error: ")
+                        "the policy's regexes together have more than {} Unicode classes (\\w, \\d, \\s, \\p{{..}} and their negations)",
+                        limits::MAX_UNICODE_CLASSES
                     ),
-                    r.span(),
-                    "the syntax is Rust's `regex` crate (no look-around or backreferences)",
-                );
-                None
+                    "use ASCII classes such as [a-z0-9_] or (?-u:\\w) where Unicode is not needed".into(),
+                )
+            }
+            Err(Exceeded::CaseFold) => {
+                return self.regex_limit(
+                    r,
+                    format!(
+                        "the policy's case-insensitive classes are too large: case folding them would walk more than {} code points",
+                        limits::MAX_CASE_FOLD
+                    ),
+                    "narrow the classes under (?i), e.g. [a-z] instead of \\pL or \\p{Any}, or turn (?i) off around them with (?-i:...)".into(),
+                )
             }
         }
+        let hir = match regex_syntax::hir::translate::Translator::new().translate(text, &ast) {
+            Ok(hir) => hir,
+            Err(e) => return self.invalid_regex(r, &e.to_string()),
+        };
+        if hir.properties().minimum_len() == Some(0) {
+            self.diags.push(
+                Diagnostic::warning(
+                    "this regex matches the empty string, so it matches every value",
+                    Some(r.span()),
+                )
+                .with_help("anchor it or make it specific, e.g. '^\\S*python[0-9.]* -m myapp'; remove the criterion to match anything on purpose"),
+            );
+        }
+        Some(Pattern::new(text.clone(), r.span(), &self.regex_budget))
+    }
+
+    /// A regex that does not parse: the parser's message repeats the
+    /// pattern with a caret, which the diagnostic already shows, so only
+    /// its last line is kept.
+    fn invalid_regex(&mut self, r: &Spanned<String>, text: &str) -> Option<Pattern> {
+        let last = text.lines().rev().find(|l| !l.trim().is_empty());
+        self.error_help(
+            format!(
+                "invalid regex: {}",
+                last.unwrap_or(text).trim().trim_start_matches("error: ")
+            ),
+            r.span(),
+            "the syntax is Rust's `regex` crate (no look-around or backreferences)",
+        );
+        None
+    }
+
+    fn regex_limit(
+        &mut self,
+        r: &Spanned<String>,
+        message: String,
+        help: String,
+    ) -> Option<Pattern> {
+        self.regex_limit_hit = true;
+        self.error_help(message, r.span(), &help);
+        None
     }
 
     fn users(&mut self, v: &Spanned<toml::Value>) -> Option<Vec<UserSpec>> {
@@ -1356,5 +1579,212 @@ message = "{port} {pid}"
         assert_eq!(w.len(), 1, "{w:?}");
         let w = warnings("[[rule]]\nname = \"r\"\nmatch.cmdline = 'x'\nmatch.user = \"$self\"\naction = \"terminate\"\n");
         assert!(w.is_empty(), "{w:?}");
+    }
+
+    // --- Input limits (issue 10) ---------------------------------------
+
+    /// A case with one owner that `$self` would match, as alice.
+    const SELF_CASE: &str = "[[test]]\nname = \"mine\"\nport = 8787\nexpect = { rule = \"mine\" }\nowners = [{ pid = 5, ppid = 1, uid = 1000, user = \"alice\" }]\n";
+
+    #[test]
+    fn a_test_case_without_self_for_a_self_rule_is_an_error() {
+        let rule = "[[rule]]\nname = \"mine\"\nmatch.user = \"$self\"\naction = \"refuse\"\n";
+        let (text, line) = one_error(&format!("{rule}{SELF_CASE}"));
+        assert_eq!(line, 5, "{text}");
+        assert!(
+            text.contains("test \"mine\" gives no `self`, so rule `mine` (line 1), which matches `user = \"$self\"`, can never apply in it"),
+            "{text}"
+        );
+        assert!(
+            text.contains("help: add `self = \"alice\"` (a user name or uid) to the test case"),
+            "{text}"
+        );
+        // In a list of users too.
+        let listed = rule.replace("\"$self\"", "[0, \"$self\"]");
+        one_error(&format!("{listed}{SELF_CASE}"));
+        // With `self`, by name or uid, it loads.
+        for who in ["\"alice\"", "1000"] {
+            let case = SELF_CASE.replace("port = 8787", &format!("port = 8787\nself = {who}"));
+            let p = load(&format!("{rule}{case}")).unwrap_or_else(|e| panic!("{}", e.render_all()));
+            assert_eq!(p.tests.len(), 1);
+        }
+        // A rule limited to other ports cannot apply to the case; a case
+        // without owners (a free port) evaluates no rule.
+        let other_port = rule.replace("[[rule]]\n", "[[rule]]\nports = [1]\n");
+        assert!(load(&format!("{other_port}{SELF_CASE}")).is_ok());
+        let free = "[[test]]\nname = \"free\"\nport = 8787\nexpect = { outcome = \"free\" }\n";
+        assert!(load(&format!("{rule}{free}")).is_ok());
+        // A policy without `$self` needs no `self`.
+        let plain = rule.replace("\"$self\"", "1000");
+        assert!(load(&format!("{plain}{SELF_CASE}")).is_ok());
+    }
+
+    #[test]
+    fn more_than_a_thousand_rules_is_an_error() {
+        let rules = |n: usize| -> String {
+            (0..n)
+                .map(|i| {
+                    format!("[[rule]]\nname = \"r{i}\"\nmatch.user = {i}\naction = \"refuse\"\n")
+                })
+                .collect()
+        };
+        assert!(load(&rules(limits::MAX_RULES)).is_ok());
+        let (text, line) = one_error(&rules(limits::MAX_RULES + 1));
+        assert_eq!(line, 4 * limits::MAX_RULES + 2, "{text}");
+        assert!(
+            text.contains("the policy has 1001 rules; at most 1000 are allowed"),
+            "{text}"
+        );
+        assert!(text.contains("help: merge rules"), "{text}");
+    }
+
+    #[test]
+    fn test_cases_may_check_at_most_so_many_owners_against_rules() {
+        let mut text: String = (0..100)
+            .map(|i| format!("[[rule]]\nname = \"r{i}\"\nmatch.user = {i}\naction = \"refuse\"\n"))
+            .collect();
+        // 20 cases of 100 owners against 100 rules: 200,000 checks.
+        let owners = vec!["{ pid = 5, uid = 7 }"; 100].join(", ");
+        for i in 0..20 {
+            text.push_str(&format!(
+                "[[test]]\nname = \"t{i}\"\nport = 1\nexpect = {{ rule = \"default\" }}\nowners = [{owners}]\n"
+            ));
+        }
+        assert!(load(&text).is_ok());
+        text.push_str("[[test]]\nname = \"one more\"\nport = 1\nexpect = { rule = \"default\" }\nowners = [{ pid = 5, uid = 7 }]\n");
+        let (err, line) = one_error(&text);
+        assert_eq!(line, 400 + 20 * 5 + 1, "{err}");
+        assert!(
+            err.contains("more than 200000 owners against rules"),
+            "{err}"
+        );
+    }
+
+    /// `n` rules, each with the regex `re`.
+    fn regex_rules(n: usize, re: &str) -> String {
+        (0..n)
+            .map(|i| format!("[[rule]]\nname = \"r{i}\"\nmatch.cmdline = '{re}'\nmatch.user = {i}\naction = \"refuse\"\n"))
+            .collect()
+    }
+
+    #[test]
+    fn regex_text_is_limited_for_the_whole_policy() {
+        let re = "a".repeat(1024);
+        assert!(load(&regex_rules(32, &re)).is_ok());
+        let (text, line) = one_error(&regex_rules(33, &re));
+        assert_eq!(line, 5 * 32 + 3, "{text}");
+        assert!(
+            text.contains("the policy's regexes together are longer than 32 KiB"),
+            "{text}"
+        );
+        // One huge regex, too.
+        let (text, _) = one_error(&regex_rules(1, &"\\w".repeat(300_000)));
+        assert!(text.contains("longer than 32 KiB"), "{text}");
+    }
+
+    #[test]
+    fn unicode_classes_are_limited_for_the_whole_policy() {
+        assert!(load(&regex_rules(400, &"\\w".repeat(10))).is_ok());
+        let (text, line) = one_error(&regex_rules(401, &"\\w".repeat(10)));
+        assert_eq!(line, 5 * 400 + 3, "{text}");
+        assert!(text.contains("more than 4000 Unicode classes"), "{text}");
+        assert!(text.contains("(?-u:\\w)"), "{text}");
+    }
+
+    #[test]
+    fn case_folding_is_limited_for_the_whole_policy() {
+        // Three of the largest class fit; the fourth does not.
+        assert!(load(&regex_rules(3, "(?i)\\p{Any}")).is_ok());
+        let (text, line) = one_error(&regex_rules(4, "(?i)\\p{Any}"));
+        assert_eq!(line, 5 * 3 + 3, "{text}");
+        assert!(
+            text.contains("case-insensitive classes are too large"),
+            "{text}"
+        );
+        // Loading is quick all the same: the estimate comes first.
+        let start = std::time::Instant::now();
+        let _ = load(&regex_rules(1, &format!("(?i){}", "\\p{Any}".repeat(500))));
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn compiled_regexes_share_one_budget() {
+        // Each `\w{60}N` compiles to about 3.4 MB: four fit in 16 MiB.
+        let p = load(&regex_rules(50, "\\w{60}N")).unwrap();
+        let inv = p.compile().expect_err("over the budget");
+        let text = inv.render_all();
+        assert_eq!(inv.diagnostics.len(), 1, "{text}");
+        let at = inv.diagnostics[0].span.clone().unwrap();
+        let (line, _) = line_col(&p.text, at.start);
+        assert!((5 * 3 + 3..5 * 8).contains(&line), "{text}");
+        assert!(
+            text.contains("the policy's regexes together compile to more than 16 MiB"),
+            "{text}"
+        );
+        assert!(
+            text.contains("help: simplify this regex or the ones before it"),
+            "{text}"
+        );
+        assert!(text.ends_with("policy p.toml has 1 error"), "{text}");
+        // The regexes that fit still match; the one over the budget and
+        // those after it (never compiled) match nothing.
+        let hay = format!("{}N", "x".repeat(60));
+        assert!(p.rules[0].criteria.cmdline.as_ref().unwrap().is_match(&hay));
+        let over = (line - 3) / 5;
+        assert!(!p.rules[over]
+            .criteria
+            .cmdline
+            .as_ref()
+            .unwrap()
+            .is_match(&hay));
+        // Compiling again reports the same.
+        assert_eq!(p.compile().unwrap_err().render_all(), text);
+        // Lazily, one pattern at a time, the budget is the same.
+        let lazy = load(&regex_rules(50, "\\w{60}N")).unwrap();
+        let matched = lazy
+            .rules
+            .iter()
+            .filter(|r| r.criteria.cmdline.as_ref().unwrap().is_match(&hay))
+            .count();
+        assert_eq!(matched, over);
+    }
+
+    #[test]
+    fn reading_a_policy_never_blocks_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p.toml");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for (path, kind) in [
+            (fifo.as_path(), "a FIFO (named pipe)"),
+            (Path::new("/dev/zero"), "a character device"),
+            (dir.path(), "a directory"),
+        ] {
+            let err = load_file(path).unwrap_err();
+            assert!(matches!(err, PolicyError::NotRegular { .. }), "{err}");
+            assert!(
+                err.to_string().contains(&format!(
+                    "cannot read policy {}: it is {kind}; a policy must be a regular file",
+                    path.display()
+                )),
+                "{err}"
+            );
+        }
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; 1024 * 1024 + 1]).unwrap();
+        let err = load_file(&big).unwrap_err().to_string();
+        assert!(
+            err.contains("it is 1048577 bytes, and a policy may be at most 1 MiB (1048576 bytes)"),
+            "{err}"
+        );
+        // Exactly the limit is fine (a comment is a valid policy).
+        std::fs::write(&big, vec![b'#'; 1024 * 1024]).unwrap();
+        assert!(load_file(&big).is_ok());
+        // A file that reports no size is still read, up to the limit.
+        let err = load_file(Path::new("/proc/self/status")).unwrap_err();
+        assert!(matches!(err, PolicyError::Invalid(_)), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! A resolve run: the system seams, the caller's context, per-port locks,
 //! the thread pool for several ports, and SIGINT/SIGTERM handling.
 
-use super::lock::{self, LockError};
+use super::lock::{self, LockError, SkippedDir};
 use super::{resolve_port, Env, PortReport, ResolveError, MAX_ROUNDS};
 use crate::act::progress::Progress;
 use crate::act::signal::SystemSignaller;
@@ -40,7 +40,7 @@ pub struct Session {
     interrupted: Arc<AtomicBool>,
     /// Lock directories passed over because another user could control
     /// them; the report mentions them.
-    pub skipped_lock_dirs: Mutex<Vec<PathBuf>>,
+    pub skipped_lock_dirs: Mutex<Vec<(SkippedDir, PathBuf)>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -134,10 +134,10 @@ impl Session {
                 return Ok(PortReport::not_attempted(port, proto, failure, now));
             }
         };
-        if let Some(dir) = lock.skipped.clone() {
-            if let Ok(mut skipped) = self.skipped_lock_dirs.lock() {
-                if !skipped.contains(&dir) {
-                    skipped.push(dir);
+        if let Ok(mut skipped) = self.skipped_lock_dirs.lock() {
+            for dir in &lock.skipped {
+                if !skipped.iter().any(|(s, _)| s.path == dir.path) {
+                    skipped.push((dir.clone(), lock.dir().to_path_buf()));
                 }
             }
         }

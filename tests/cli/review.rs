@@ -379,19 +379,19 @@ fn in_another_pid_namespace_holders_are_not_called_exited() {
 fn a_lock_timeout_still_shows_the_holders() {
     let holder = Holder::tcp("127.0.0.1").spawn();
     let sandbox = Sandbox::new();
-    let runtime = sandbox.work_dir().join("run");
-    std::fs::create_dir_all(runtime.join("portguard")).unwrap();
-    for dir in [&runtime, &runtime.join("portguard")] {
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    }
-    let lock_path = runtime.join(format!("portguard/tcp-{}.lock", holder.port()));
-    let lock = std::fs::File::create(&lock_path).unwrap();
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    // The very lock a second portguard would hold.
+    let no = std::sync::atomic::AtomicBool::new(false);
+    let lock = portguard::resolver::lock::acquire(
+        holder.port(),
+        portguard::model::Protocol::Tcp,
+        Duration::ZERO,
+        &no,
+    )
+    .expect("take the port's lock");
     let policy = sandbox.policy(
         "[defaults]\ntimeout = \"100ms\"\ngrace = \"50ms\"\n[[rule]]\nname = \"r\"\naction = \"wait\"\n",
     );
     let mut cmd = sandbox.command();
-    cmd.env("XDG_RUNTIME_DIR", &runtime);
     let port = holder.port().to_string();
     let args: Vec<String> = ["resolve", &port, "--policy", &policy, "-v"]
         .iter()
