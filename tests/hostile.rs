@@ -941,6 +941,7 @@ fn ctx() -> Context {
 
 /// Evaluates and renders `state` every way a run can: trace, result, JSON.
 fn render_all(policy: &portguard::policy::Policy, state: PortState) -> (String, String, String) {
+    let state = fixtures::without_clients(policy, state);
     let d = evaluate(policy, &state, &ctx());
     let report = PortReport {
         port: state.port,

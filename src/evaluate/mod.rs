@@ -233,23 +233,12 @@ fn trace_rule(rule: &Rule, state: &PortState, ctx: &Context) -> RuleTrace {
 mod tests {
     use super::*;
     use crate::fixtures::{self, context as ctx, holder};
-    use crate::model::{Clients, ClientsSeen};
     use crate::policy::{load_source, PolicySource};
 
     /// The port held by `holders`, whose headroom client directory does not
     /// exist (no clients), as the resolver would read it.
     fn state(port: u16, holders: Vec<Holder>) -> PortState {
-        let mut s = fixtures::state(port, holders);
-        for dir in headroom().client_dirs() {
-            s.clients.insert(
-                dir.as_str().to_string(),
-                Clients {
-                    dir: "/nonexistent/clients".into(),
-                    seen: ClientsSeen::Missing,
-                },
-            );
-        }
-        s
+        fixtures::without_clients(&headroom(), fixtures::state(port, holders))
     }
 
     fn headroom() -> Policy {
