@@ -10,6 +10,7 @@ pub mod actions;
 pub mod commands;
 pub mod diagnostic;
 pub mod discovery;
+pub mod docker;
 pub mod evaluate;
 pub mod exit;
 pub mod lock;
