@@ -22,6 +22,7 @@ pub mod act;
 pub mod cli;
 pub mod diagnostic;
 pub mod discovery;
+pub mod docker;
 pub mod evaluate;
 pub mod exit;
 #[cfg(any(test, feature = "testing"))]
