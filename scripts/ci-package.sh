@@ -63,6 +63,6 @@ size=$(grep -m1 -oE 'Packaged [0-9]+ files?, .*' "$WORK/publish.log")
 compiled=$(grep -cE '^ *Compiling ' "$WORK/publish.log")
 grep -q 'aborting upload due to dry run' "$WORK/publish.log" ||
   fail publish "cargo publish --dry-run did not get to the upload step" "$WORK/publish.log"
-pass publish "cargo publish --dry-run --locked: ${size:-packaged}; the packaged crate builds ($compiled crates compiled, $(secs "$t0" "$(now_ms)"))"
+pass publish "cargo publish --dry-run --locked: ${size:-packaged}; the packaged crate builds (compiled $compiled crate(s), $(secs "$t0" "$(now_ms)"))"
 
 echo "PASS ci-package      cargo install --locked works from the packaged crate ($(secs "$T_START" "$(now_ms)") in all)"
