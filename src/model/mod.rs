@@ -437,7 +437,7 @@ impl PortState {
     /// Whether a server could bind the port when it was discovered (true
     /// when no bind was tried: something listens, or nothing was there).
     pub fn bindable(&self) -> bool {
-        self.probe.map_or(true, BindProbe::bindable)
+        self.probe.is_none_or(BindProbe::bindable)
     }
 
     /// True when nothing holds the port.

@@ -592,7 +592,7 @@ impl Checker<'_> {
             let reachable = self_rules.iter().find(|r| {
                 r.ports
                     .as_ref()
-                    .map_or(true, |ports| ports.iter().any(|p| p.contains(port)))
+                    .is_none_or(|ports| ports.iter().any(|p| p.contains(port)))
             });
             if let Some(rule) = reachable {
                 self.error_help(
