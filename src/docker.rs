@@ -46,8 +46,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub use crate::model::Container;
 
 /// The socket used when `DOCKER_HOST` is unset or empty.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -180,28 +181,6 @@ impl std::fmt::Display for ProxyArgs {
         let host = std::net::SocketAddr::new(self.host_ip, self.host_port);
         let container = std::net::SocketAddr::new(self.container_ip, self.container_port);
         write!(f, "{} {host} -> {container}", self.proto)
-    }
-}
-
-/// The container behind a published port, as JSON output shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct ContainerInfo {
-    /// Full container id (64 hex digits).
-    pub id: String,
-    /// Container name, without Docker's leading `/`.
-    pub name: String,
-    /// Image reference as the container was created with (`postgres:16`).
-    pub image: String,
-    /// Compose project (`com.docker.compose.project` label), if any.
-    pub compose_project: Option<String>,
-    /// Compose service (`com.docker.compose.service` label), if any.
-    pub compose_service: Option<String>,
-}
-
-impl ContainerInfo {
-    /// The 12-digit id that `docker ps` shows.
-    pub fn short_id(&self) -> &str {
-        self.id.get(..12).unwrap_or(&self.id)
     }
 }
 
@@ -350,7 +329,7 @@ impl Client {
     /// is asked for with a `publish` filter, and the one match is inspected for
     /// the image reference it was created with. Two matches are
     /// [`DockerError::Ambiguous`].
-    pub fn find_container(&self, proxy: &ProxyArgs) -> Result<Option<ContainerInfo>, DockerError> {
+    pub fn find_container(&self, proxy: &ProxyArgs) -> Result<Option<Container>, DockerError> {
         let deadline = Instant::now() + self.timeout;
         let api = self.api(deadline)?;
         let filters = serde_json::json!({
@@ -380,7 +359,7 @@ impl Client {
             .name
             .or_else(|| found.names.first().cloned())
             .unwrap_or_default();
-        Ok(Some(ContainerInfo {
+        Ok(Some(Container {
             id: found.id.clone(),
             name: name.strip_prefix('/').unwrap_or(&name).to_string(),
             image: inspected

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use portguard::docker::{parse_docker_proxy_argv, Client, ContainerInfo, DockerError, ProxyArgs};
+use portguard::docker::{parse_docker_proxy_argv, Client, DockerError, ProxyArgs};
 
 const DEFAULT_IMAGE: &str = "portguard-test/busybox:latest";
 
@@ -224,7 +224,7 @@ fn a_docker_proxy_argv_leads_to_its_container() {
     let found = client.find_container(&proxy).unwrap();
     assert_eq!(
         found,
-        Some(ContainerInfo {
+        Some(portguard::docker::Container {
             id: c.id.clone(),
             name: c.name.clone(),
             image: image.clone(),
@@ -341,4 +341,282 @@ fn timing_find_and_stop_against_docker_stop() {
     );
     eprintln!("stop through the API: median {:?}", median(stops));
     eprintln!("docker stop -t 10 (CLI): median {:?}", median(clis));
+}
+
+// ---------------------------------------------------------------------------
+// portguard itself against the real daemon
+// ---------------------------------------------------------------------------
+
+const PORTGUARD: &str = env!("CARGO_BIN_EXE_portguard");
+
+/// Runs portguard (hermetic HOME, no policy lookup) with extra environment.
+fn portguard(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(PORTGUARD);
+    cmd.args(args)
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env_remove("PORTGUARD_POLICY")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run portguard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A policy that terminates whatever matches `criteria` (no user criterion
+/// on purpose: as root, docker-proxy is "yours").
+fn policy(dir: &std::path::Path, criteria: &str) -> String {
+    let path = dir.join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[rule]]\nname = \"stop-it\"\n{criteria}\naction = \"terminate\"\ngrace = \"2s\"\n"
+        ),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn who_and_explain_name_the_container_and_plan_a_stop() {
+    let Some(image) = docker_image() else { return };
+    let c = Container::start(&image, &["com.docker.compose.project=shop"]);
+    let (proxy_pid, _) = docker_proxy(c.port);
+    let port = c.port.to_string();
+    let (code, out, err) = portguard(&["who", &port, "--format", "json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let doc = json(&out);
+    let holder = &doc["ports"][0]["holders"][0];
+    assert_eq!(holder["pid"], proxy_pid, "{doc:#}");
+    assert_eq!(holder["container"]["name"], c.name.as_str(), "{doc:#}");
+    assert_eq!(holder["container"]["id"], c.id.as_str());
+    assert_eq!(holder["container"]["compose_project"], "shop");
+    let (_, human, _) = portguard(&["who", &port], &[]);
+    assert!(
+        human.contains(&format!(
+            "container {} (image {image}, id {})",
+            c.name,
+            &c.id[..12]
+        )),
+        "{human}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let by_name = policy(dir.path(), &format!("match.container = '^{}$'", c.name));
+    let (code, out, _) = portguard(&["resolve", &port, "--policy", &by_name, "--explain"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("would stop container {}", c.name)),
+        "{out}"
+    );
+    assert_eq!(c.running(), "true", "--explain acts on nothing");
+}
+
+#[test]
+fn resolve_stops_the_container_and_never_signals_docker_proxy() {
+    let Some(image) = docker_image() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // By image, and by docker-proxy's own command line: either way the
+    // container is stopped and docker-proxy is never signalled.
+    for criteria in [
+        format!("match.image = '^{}$'", regex_escape(&image)),
+        "match.cmdline = '^\\S*docker-proxy\\s'".to_string(),
+    ] {
+        let c = Container::start(&image, &[]);
+        let (proxy_pid, _) = docker_proxy(c.port);
+        let port = c.port.to_string();
+        let p = policy(dir.path(), &criteria);
+        let started = Instant::now();
+        let (code, out, err) =
+            portguard(&["resolve", &port, "--policy", &p, "--format", "json"], &[]);
+        let took = started.elapsed();
+        let doc = json(&out);
+        assert_eq!(code, 0, "{criteria}: {err}\n{doc:#}");
+        let entry = &doc["ports"][0];
+        let events: Vec<&str> = entry["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["event"].as_str())
+            .collect();
+        assert!(events.contains(&"stop_container"), "{doc:#}");
+        assert!(
+            !events.contains(&"signal"),
+            "docker-proxy pid {proxy_pid} was signalled:\n{doc:#}"
+        );
+        assert_eq!(c.running(), "false");
+        TcpListener::bind(("127.0.0.1", c.port)).expect("the port is free");
+        eprintln!("portguard freed a container's port in {took:?}");
+    }
+}
+
+#[test]
+fn an_unreachable_api_refuses_with_the_docker_stop_command() {
+    let Some(image) = docker_image() else { return };
+    let c = Container::start(&image, &[]);
+    let (proxy_pid, _) = docker_proxy(c.port);
+    let dir = tempfile::tempdir().unwrap();
+    let p = policy(dir.path(), "match.cmdline = 'docker-proxy'");
+    let port = c.port.to_string();
+    let dead = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    let (code, out, _) = portguard(&["resolve", &port, "--policy", &p, "--explain"], &dead);
+    assert_eq!(code, 4, "the plan already refuses\n{out}");
+    let (code, out, err) = portguard(
+        &["resolve", &port, "--policy", &p, "--format", "json"],
+        &dead,
+    );
+    assert_eq!(code, 4, "{err}\n{out}");
+    let doc = json(&out);
+    let message = doc["ports"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("docker stop"), "{message}");
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(
+        doc["ports"][0]["steps"].as_array().unwrap().is_empty(),
+        "{doc:#}"
+    );
+    assert_eq!(c.running(), "true");
+    assert!(std::path::Path::new(&format!("/proc/{proxy_pid}")).exists());
+}
+
+/// A non-root member of the docker group cannot read docker-proxy's fds:
+/// the socket shows as root's, unseen; its world-readable argv and the API
+/// still name the container, and stopping it is the user's own right.
+#[test]
+fn a_docker_group_member_stops_a_container_through_the_api() {
+    let Some(image) = docker_image() else { return };
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to create the docker-group user");
+        return;
+    }
+    let Some(user) = DockerUser::create() else {
+        return;
+    };
+    let c = Container::start(&image, &[]);
+    let port = c.port.to_string();
+    let exe = binary_for(&user);
+    let run = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args([
+                &format!("--reuid={}", user.name),
+                &format!("--regid={}", user.name),
+                "--init-groups",
+                "--",
+            ])
+            .arg(&exe)
+            .args(args)
+            .current_dir("/")
+            .env("HOME", "/nonexistent")
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .env_remove("PORTGUARD_POLICY")
+            .stdin(Stdio::null())
+            .output()
+            .expect("setpriv");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&["who", &port, "--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let doc = json(&out);
+    assert_eq!(
+        doc["ports"][0]["holders"][0]["container"]["name"],
+        c.name.as_str(),
+        "{doc:#}"
+    );
+    let (code, out) = run(&["resolve", &port, "--policy", "mine", "--format", "json"]);
+    assert_eq!(code, 4, "mine refuses a container, with docker stop\n{out}");
+    assert!(json(&out)["ports"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("docker stop"));
+    let policy_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        policy_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let p = policy(
+        policy_dir.path(),
+        &format!("match.container = '^{}$'", c.name),
+    );
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, out) = run(&["resolve", &port, "--policy", &p, "--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(c.running(), "false");
+}
+
+/// A throwaway user in the docker group; removed on drop.
+struct DockerUser {
+    name: String,
+}
+
+impl DockerUser {
+    fn create() -> Option<DockerUser> {
+        let name = format!("pgdock{}", std::process::id() % 100_000);
+        let ok = Command::new("useradd")
+            .args([
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "-G",
+                "docker",
+                &name,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot create a user in the docker group (useradd)");
+            return None;
+        }
+        Some(DockerUser { name })
+    }
+}
+
+impl Drop for DockerUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// A copy of the binary the user can execute (the checkout may sit where
+/// others cannot enter), and that can reach the socket's directory.
+fn binary_for(_user: &DockerUser) -> std::path::PathBuf {
+    static COPY: OnceLock<(tempfile::TempDir, std::path::PathBuf)> = OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let bin = dir.path().join("portguard");
+        std::fs::copy(PORTGUARD, &bin).unwrap();
+        (dir, bin)
+    })
+    .1
+    .clone()
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if "\\.+*?()|[]{}^$#&-~".contains(c) {
+                format!("\\{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

@@ -69,11 +69,53 @@ impl Actor<'_> {
             Some(Blocked::Protected { pid, why }) => {
                 return ActionEnd::Refused(Refusal::Protected { pid, why })
             }
+            Some(Blocked::Container { pid, why }) => {
+                return ActionEnd::Refused(Refusal::UnknownContainer { pid, why })
+            }
             Some(Blocked::NoPid { uid, reason }) => {
                 return ActionEnd::Failed(Failure::PidUnknown { uid, why: reason })
             }
             None => {}
         }
+        // A container's port is freed by stopping the container through
+        // the API; its docker-proxy is never signalled, only watched.
+        let (proxies, targets): (Vec<usize>, Vec<usize>) =
+            targets.iter().partition(|&&i| holders[i].is_docker_proxy());
+        let mut watched: Vec<(u32, Handle)> = Vec::new();
+        let mut stopped: Vec<&str> = Vec::new();
+        let mut stopped_names: Vec<String> = Vec::new();
+        for &i in &proxies {
+            let h = &holders[i];
+            let Some(container) = &h.container else {
+                continue;
+            };
+            if !stopped.contains(&container.id.as_str()) {
+                if self.is_interrupted() {
+                    return self.interrupted_end(steps);
+                }
+                steps.push(Event::StopContainer {
+                    id: container.id.clone(),
+                    name: container.name.clone(),
+                });
+                if let Err(why) = self.containers.stop(&container.id, t.grace) {
+                    return ActionEnd::Refused(Refusal::ContainerNotStopped {
+                        container: container.clone(),
+                        why,
+                    });
+                }
+                steps.push(Event::ContainerStopped {
+                    id: container.id.clone(),
+                });
+                stopped.push(&container.id);
+                stopped_names.push(container.name.clone());
+            }
+            if let Some(pid) = h.pid {
+                if let Ok(handle) = self.signaller.open(pid) {
+                    watched.push((pid, handle));
+                }
+            }
+        }
+        let targets = &targets[..];
         // Check permission for every member before signalling any, so a
         // group is never half-terminated because of one foreign process.
         for &i in targets {
@@ -156,12 +198,27 @@ impl Actor<'_> {
                         .then(|| t.escalate.map(|s| s.name))
                         .flatten(),
                     escalated: escalated_pids,
+                    containers: stopped_names,
                 });
             }
             if self.is_interrupted() {
                 return self.interrupted_end(steps);
             }
-            if live.is_empty() {
+            // docker-proxy goes when its container has stopped.
+            if !watched.is_empty() {
+                let handles: Vec<&Handle> = watched.iter().map(|(_, h)| h).collect();
+                let gone = self.signaller.wait_exit(&handles, Duration::ZERO);
+                let mut i = 0;
+                watched.retain(|(pid, _)| {
+                    let exited = gone.get(i).copied().unwrap_or(false);
+                    i += 1;
+                    if exited {
+                        steps.push(Event::Exited { pid: *pid });
+                    }
+                    !exited
+                });
+            }
+            if live.is_empty() && watched.is_empty() {
                 return ActionEnd::StillHeld;
             }
             let now = Instant::now();
@@ -196,7 +253,11 @@ impl Actor<'_> {
             if now >= deadline {
                 steps.push(Event::Timeout);
                 return ActionEnd::Failed(Failure::Timeout {
-                    pids: live.iter().map(|l| l.id.pid).collect(),
+                    pids: live
+                        .iter()
+                        .map(|l| l.id.pid)
+                        .chain(watched.iter().map(|(pid, _)| *pid))
+                        .collect(),
                     after_ms: millis(started.elapsed()),
                 });
             }
@@ -389,6 +450,15 @@ mod tests {
     use crate::policy::Action;
     use std::sync::atomic::AtomicBool;
 
+    /// A daemon whose containers all stop at once.
+    struct StopAll;
+
+    impl crate::act::containers::Containers for StopAll {
+        fn stop(&self, _: &str, _: Duration) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
     fn term(grace_ms: u64) -> Terminate {
         Terminate {
             signal: Signal::TERM,
@@ -412,6 +482,7 @@ mod tests {
             progress: &Silent,
             interrupted: &AtomicBool::new(false),
             ctx,
+            containers: &StopAll,
         };
         let mut steps = Steps::new();
         let targets: Vec<usize> = (0..st.holders().len()).collect();
@@ -467,6 +538,7 @@ mod tests {
                 pids: vec![4242],
                 escalated: vec![4242],
                 escalation: Some("SIGKILL"),
+                containers: Vec::new(),
             })
         );
         assert_eq!(

@@ -10,6 +10,7 @@
 //! Results are typed ([`ActionEnd`], [`Failure`], [`Refusal`]); the report
 //! turns them into words, so nothing here prints or formats a sentence.
 
+pub mod containers;
 pub mod health;
 mod machine;
 pub mod progress;
@@ -56,6 +57,9 @@ pub enum Freed {
         /// The escalation signal, when one was sent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         escalation: Option<&'static str>,
+        /// Names of the containers stopped through the Docker API.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        containers: Vec<String>,
     },
     /// Its holders released it while portguard waited.
     Released,
@@ -76,6 +80,21 @@ pub enum Refusal {
         pid: u32,
         /// Why it is protected.
         why: ProtectedWhy,
+    },
+    /// A holder is a `docker-proxy` whose container could not be
+    /// identified; portguard never signals docker-proxy.
+    UnknownContainer {
+        /// The docker-proxy's pid.
+        pid: u32,
+        /// Why the container is unknown.
+        why: String,
+    },
+    /// Stopping a container through the Docker API failed.
+    ContainerNotStopped {
+        /// The container.
+        container: crate::model::Container,
+        /// Why.
+        why: String,
     },
 }
 
@@ -203,6 +222,8 @@ pub struct Actor<'a> {
     pub interrupted: &'a AtomicBool,
     /// Who is asking and what is protected.
     pub ctx: &'a Context,
+    /// Stops containers (the Docker API).
+    pub containers: &'a (dyn containers::Containers + Sync),
 }
 
 impl std::fmt::Debug for Actor<'_> {

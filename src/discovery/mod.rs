@@ -14,8 +14,10 @@
 //!   means.
 //! - [`unit`] and [`users`]: the systemd unit of a cgroup, user names.
 //! - [`clients`]: live clients a server's users record as files.
+//! - [`containers`]: the Docker container behind a `docker-proxy` holder.
 
 pub mod clients;
+pub mod containers;
 #[cfg(target_os = "linux")]
 pub mod owners;
 pub mod probe;

@@ -169,7 +169,51 @@ impl<T: SocketTable> ProcDiscovery<T> {
             h.user = users.name(h.uid);
         }
         state.add_holders(holders);
+        super::containers::identify(&mut state, || self.docker_proxies(&clock, &mut users));
         state
+    }
+
+    /// Every `docker-proxy` process, from what `/proc` shows anyone (argv,
+    /// stat, status): for the sockets of root's forwarders, whose fds a
+    /// member of the docker group cannot read.
+    fn docker_proxies(&self, clock: &Clock, users: &mut Users) -> Vec<Holder> {
+        let Ok(dir) = rustix::fs::open(
+            &self.root,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) else {
+            return Vec::new();
+        };
+        let (pids, _) = scan::list_pids(std::os::fd::AsFd::as_fd(&dir));
+        let mut found = Vec::new();
+        for pid in pids {
+            let Some(proc_dir) = PidDir::open(&self.root, pid) else {
+                continue;
+            };
+            let Some(stat) = proc_dir.stat() else {
+                continue;
+            };
+            if !matches!(stat.comm.as_str(), "docker-proxy" | "rootlessport") {
+                continue;
+            }
+            let uid = proc_dir.uids().map_or(0, |u| u[0]);
+            let mut h = Holder::unseen(uid, Vec::new(), Vec::new(), Unknown::NotYourProcess);
+            h.unknown = None;
+            h.pid = Some(pid);
+            h.ppid = Some(stat.ppid);
+            h.cmdline = proc_dir.cmdline(&stat);
+            h.exe = proc_dir.exe(&stat);
+            h.start_ticks = Some(stat.start_ticks);
+            h.age_ms = clock.age_ms(stat.start_ticks);
+            h.orphan = Some(stat.ppid <= 1);
+            h.stopped = Some(matches!(stat.state, 'T' | 't'));
+            h.user = users.name(uid);
+            h.comm = Some(stat.comm);
+            found.push(h);
+        }
+        found
     }
 }
 
@@ -231,6 +275,7 @@ fn inspect(
         stopped: Some(matches!(stat.state, 'T' | 't')),
         unit: dir.cgroup().as_deref().and_then(super::unit::unit_of),
         container: None,
+        container_error: None,
         addrs,
         inodes: held_inodes,
         unknown: None,
@@ -470,6 +515,7 @@ mod tests {
                 stopped: Some(false),
                 unit: None,
                 container: None,
+                container_error: None,
                 addrs: vec![v4("127.0.0.1:35981")],
                 inodes: vec![4665],
                 unknown: None,

@@ -734,7 +734,7 @@ fn find_container_reads_name_image_and_compose_labels() {
         .unwrap();
     assert_eq!(
         found,
-        ContainerInfo {
+        Container {
             id: "3c4df619739a018da4a6f206fbf355c7e0868d3ddb3cb6f575d3fbf8ee6286fe".into(),
             name: "pgweb".into(),
             image: "postgres:16".into(),

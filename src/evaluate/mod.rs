@@ -72,6 +72,15 @@ pub enum Blocked {
         /// Why it is protected.
         why: ProtectedWhy,
     },
+    /// A target is a `docker-proxy` whose container could not be
+    /// identified: portguard never signals docker-proxy, and cannot stop a
+    /// container it does not know; refused (exit 4).
+    Container {
+        /// The docker-proxy's pid.
+        pid: u32,
+        /// Why the container is unknown.
+        why: String,
+    },
     /// A target has no pid and cannot be signalled: failed (exit 5).
     NoPid {
         /// uid of the socket.
@@ -145,7 +154,9 @@ pub fn evaluate(policy: &Policy, state: &PortState, ctx: &Context) -> Decision {
         None
     };
     let planned = match (action.kind(), &blocked) {
-        (ActionKind::Terminate, Some(Blocked::Protected { .. })) => Outcome::Refused,
+        (ActionKind::Terminate, Some(Blocked::Protected { .. } | Blocked::Container { .. })) => {
+            Outcome::Refused
+        }
         (ActionKind::Terminate, Some(Blocked::NoPid { .. })) => Outcome::Failed,
         (ActionKind::Terminate | ActionKind::Wait, _) => Outcome::Freed,
         (ActionKind::Refuse, _) => Outcome::Refused,
@@ -161,15 +172,26 @@ pub fn evaluate(policy: &Policy, state: &PortState, ctx: &Context) -> Decision {
     }
 }
 
-/// The first target that must not (protected) or cannot (no pid) be signalled.
+/// The first target that must not (protected), cannot (no pid) or may
+/// not be acted on (a docker-proxy whose container is unknown).
 pub fn blocked_target(targets: &[usize], holders: &[Holder], ctx: &Context) -> Option<Blocked> {
     let mut no_pid = None;
+    let mut container = None;
     for &i in targets {
         let h = &holders[i];
         match h.pid {
             Some(pid) => {
                 if let Some(p) = ctx.protected(pid) {
                     return Some(Blocked::Protected { pid, why: p.why });
+                }
+                if h.is_docker_proxy() && h.container.is_none() && container.is_none() {
+                    container = Some(Blocked::Container {
+                        pid,
+                        why: h
+                            .container_error
+                            .clone()
+                            .unwrap_or_else(|| "it was not looked up".into()),
+                    });
                 }
             }
             None if no_pid.is_none() => {
@@ -181,7 +203,7 @@ pub fn blocked_target(targets: &[usize], holders: &[Holder], ctx: &Context) -> O
             None => {}
         }
     }
-    no_pid
+    container.or(no_pid)
 }
 
 fn trace_rule(rule: &Rule, state: &PortState, ctx: &Context) -> RuleTrace {
@@ -781,7 +803,7 @@ mod proptests {
                 }
                 if action.kind() == ActionKind::Terminate {
                     let want = match &d.blocked {
-                        Some(Blocked::Protected { .. }) => Outcome::Refused,
+                        Some(Blocked::Protected { .. } | Blocked::Container { .. }) => Outcome::Refused,
                         Some(Blocked::NoPid { .. }) => Outcome::Failed,
                         None => Outcome::Freed,
                     };

@@ -149,6 +149,13 @@ pub struct Container {
     pub compose_service: Option<String>,
 }
 
+impl Container {
+    /// The 12-digit id that `docker ps` shows.
+    pub fn short_id(&self) -> &str {
+        self.id.get(..12).unwrap_or(&self.id)
+    }
+}
+
 /// The systemd unit a process runs in, from its cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Unit {
@@ -196,6 +203,9 @@ pub struct Holder {
     pub unit: Option<Unit>,
     /// The container behind a `docker-proxy` holder, when identified.
     pub container: Option<Container>,
+    /// Why the container behind a `docker-proxy` holder could not be
+    /// identified (the Docker API is unreachable, no container matches).
+    pub container_error: Option<String>,
     /// Local addresses of the held sockets, as `ip:port`.
     pub addrs: Vec<SocketAddr>,
     /// Inodes of the held sockets.
@@ -222,10 +232,26 @@ impl Holder {
             stopped: None,
             unit: None,
             container: None,
+            container_error: None,
             addrs,
             inodes,
             unknown: Some(why),
         }
+    }
+
+    /// Whether it is dockerd's port forwarder (`docker-proxy`, or podman's
+    /// `rootlessport`), which portguard never signals: the container behind
+    /// it is what holds the port.
+    pub fn is_docker_proxy(&self) -> bool {
+        let base = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+        let names = ["docker-proxy", "rootlessport"];
+        self.cmdline
+            .as_ref()
+            .and_then(|argv| argv.first())
+            .map(|a| base(a))
+            .into_iter()
+            .chain(self.exe.as_deref().map(base))
+            .any(|name| names.contains(&name.as_str()))
     }
 
     /// The (pid, start time) identity, when both are known.

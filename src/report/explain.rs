@@ -137,6 +137,11 @@ pub fn trace_text(r: &PortReport, policy: &PolicyInfo) -> String {
                     "blocked: pid {pid} is protected: {}",
                     words::protected_why(*why)
                 ),
+                Blocked::Container { pid, why } => writeln!(
+                    out,
+                    "blocked: pid {pid} is a docker-proxy whose container is unknown: {}",
+                    printable(why)
+                ),
                 Blocked::NoPid { uid, reason } => {
                     let why = state
                         .holders()

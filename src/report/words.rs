@@ -392,9 +392,22 @@ pub fn message(r: &PortReport) -> String {
             lingering_note(r.lingering)
         ),
         End::Freed(Freed::Terminated {
+            containers,
+            ..
+        }) if !containers.is_empty() => format!(
+            "freed port {port} in {free_at} ms: stopped container {} through the Docker API{}",
+            containers
+                .iter()
+                .map(|c| printable(c).into_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+            lingering_note(r.lingering)
+        ),
+        End::Freed(Freed::Terminated {
             pids: list,
             escalated,
             escalation,
+            ..
         }) => {
             let root = r
                 .rounds
@@ -435,8 +448,23 @@ pub fn message(r: &PortReport) -> String {
             "port {port} is held by pid {pid}, which portguard will not signal: {}",
             protected_why(*why)
         ),
+        End::Refused(Refusal::UnknownContainer { pid, why }) => unknown_container(port, *pid, why),
+        End::Refused(Refusal::ContainerNotStopped { container, why }) => format!(
+            "port {port} is published by container {} (image {}), which could not be stopped through the Docker API: {why}; stop it yourself: `docker stop {}`",
+            printable(&container.name),
+            printable(&container.image),
+            printable(&container.name)
+        ),
         End::Failed(f) => failure(f, r),
     }
+}
+
+/// A docker-proxy whose container is unknown: why, and how to find it.
+fn unknown_container(port: u16, pid: u32, why: &str) -> String {
+    format!(
+        "port {port} is published by a container (docker-proxy pid {pid}), which portguard cannot identify: {why}; \
+         portguard never signals docker-proxy: find the container with `docker ps --filter publish={port}` and stop it with `docker stop`"
+    )
 }
 
 /// What a real run would do, in one line, for `--explain`.
@@ -456,6 +484,10 @@ fn plan(r: &PortReport) -> String {
                 "would refuse: {by} says terminate, but pid {pid} is protected ({})",
                 protected_why(*why)
             ),
+            Blocked::Container { pid, why } => format!(
+                "would refuse: {by} says terminate, but {}",
+                unknown_container(r.port, *pid, why)
+            ),
             Blocked::NoPid { uid, reason } => {
                 let why = state
                     .holders()
@@ -473,6 +505,23 @@ fn plan(r: &PortReport) -> String {
             "would refuse: {}",
             refuse_message(message.as_ref(), state, decision.rule.as_deref())
         ),
+        Action::Terminate(t) => {
+            let containers: Vec<String> = state
+                .holders()
+                .iter()
+                .filter_map(|h| h.container.as_ref())
+                .map(|c| printable(&c.name).into_owned())
+                .collect();
+            if containers.is_empty() {
+                format!("would {action}: {} ({by})", holders_summary(state))
+            } else {
+                format!(
+                    "would stop container {} through the Docker API (`docker stop -t {}`), never signalling docker-proxy ({by})",
+                    containers.join(", "),
+                    t.grace.as_secs_f64().ceil()
+                )
+            }
+        }
         _ => format!("would {action}: {} ({by})", holders_summary(state)),
     }
 }
@@ -515,7 +564,9 @@ pub fn step_detail(step: &Step) -> Option<String> {
         ),
         Event::Error { error, .. } => error.clone(),
         Event::StopContainer { name, .. } => format!("docker stop {}", printable(name)),
-        Event::ContainerStopped { id } => format!("container {id} stopped"),
+        Event::ContainerStopped { id } => {
+            format!("container {} stopped", id.get(..12).unwrap_or(id))
+        }
         Event::Unit { unit } => format!(
             "it runs in the systemd unit {}, which may start it again",
             printable(&unit.name)

@@ -12,6 +12,7 @@
 pub mod lock;
 pub mod session;
 
+use crate::act::containers::Containers;
 use crate::act::progress::Progress;
 use crate::act::signal::Signaller;
 use crate::act::steps::{Event, Step, Steps};
@@ -181,6 +182,8 @@ pub struct Env<'a> {
     pub ctx: &'a OnceLock<Context>,
     /// Builds the context when it is first needed.
     pub make_ctx: &'a (dyn Fn() -> Context + Sync),
+    /// Stops containers.
+    pub containers: &'a (dyn Containers + Sync),
 }
 
 impl std::fmt::Debug for Env<'_> {
@@ -275,6 +278,7 @@ pub fn resolve_port(
             progress: env.progress,
             interrupted: env.interrupted,
             ctx: env.ctx(),
+            containers: env.containers,
         };
         let ended = actor.run(&action, &state, &decision.targets, &mut steps);
         env.progress.done(port);

@@ -3,6 +3,7 @@
 
 use super::lock::{self, LockError, SkippedDir};
 use super::{resolve_port, Env, PortReport, ResolveError, MAX_ROUNDS};
+use crate::act::containers::DockerApi;
 use crate::act::progress::Progress;
 use crate::act::signal::SystemSignaller;
 use crate::act::steps::{Event, Step};
@@ -109,6 +110,7 @@ impl Session {
             interrupted: &self.interrupted,
             ctx: &self.ctx,
             make_ctx: &make_ctx,
+            containers: &DockerApi,
         };
         if dry_run {
             return resolve_port(&env, policy, port, proto, true);

@@ -7,6 +7,15 @@ use crate::fixtures::context;
 use crate::fixtures::world::{proc, World};
 use crate::policy::{load_source, PolicySource};
 
+/// No daemon: every stop fails.
+struct NoDocker;
+
+impl crate::act::containers::Containers for NoDocker {
+    fn stop(&self, _: &str, _: std::time::Duration) -> Result<(), String> {
+        Err("no Docker daemon in these tests".into())
+    }
+}
+
 const POLICY: &str = r#"
 [defaults]
 settle = "0s"
@@ -33,6 +42,7 @@ fn resolve(world: &World, dry_run: bool) -> PortReport {
         interrupted: &AtomicBool::new(false),
         ctx: &ctx,
         make_ctx: &make,
+        containers: &NoDocker,
     };
     resolve_port(&env, &policy(), 8787, Protocol::Tcp, dry_run).unwrap()
 }
@@ -132,6 +142,7 @@ fn an_interrupt_before_acting_signals_nothing() {
         interrupted: &interrupted,
         ctx: &ctx,
         make_ctx: &make,
+        containers: &NoDocker,
     };
     let report = resolve_port(&env, &policy(), 8787, Protocol::Tcp, false).unwrap();
     assert_eq!(

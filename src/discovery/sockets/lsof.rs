@@ -551,6 +551,7 @@ impl Discovery for LsofDiscovery {
                 stopped: None,
                 unit: None,
                 container: None,
+                container_error: None,
                 addrs,
                 inodes,
                 unknown: None,
