@@ -2,7 +2,8 @@
 //! unix socket in a temporary directory (one thread per connection).
 
 use super::*;
-use std::os::unix::net::UnixListener;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
@@ -298,7 +299,8 @@ fn a_socket_nobody_listens_on_is_unreachable() {
 #[test]
 fn eacces_on_connect_is_permission_denied() {
     // Root passes every permission check, so the mapping is checked directly.
-    let err = Fail::Connect(io::Error::from(io::ErrorKind::PermissionDenied)).into_error(
+    let err = into_error(
+        Fail::Connect(io::Error::from(io::ErrorKind::PermissionDenied)),
         Path::new("/var/run/docker.sock"),
         "GET /_ping",
         DEFAULT_TIMEOUT,
