@@ -33,7 +33,7 @@ outlives the generator by more than the lifetime even if it is killed with
 SIGKILL itself. Sizes are bounded (see LIMITS) so a typo cannot exhaust the
 machine.
 
-    python3 bench/workload.py -n 300 -s 150 </dev/tty   # try it; Ctrl-C stops it
+    python3 bench/workload.py -n 300 -s 150    # try it; Ctrl-C stops it
 """
 
 import argparse
