@@ -92,7 +92,8 @@ def interrupted(signum, _frame):
 
 class Spawner:
     """Runs a command with its stdio on /dev/null and returns its wall time
-    in nanoseconds: posix_spawn to wait4, no shell in between."""
+    in nanoseconds (posix_spawn to wait4, no shell in between) and the CPU
+    time it used (user + system, all its threads, from wait4)."""
 
     def __init__(self, env):
         self.env = env
@@ -105,8 +106,9 @@ class Spawner:
     def time_ns(self, argv):
         start = time.perf_counter_ns()
         pid = os.posix_spawn(argv[0], argv, self.env, file_actions=self.actions)
-        os.wait4(pid, 0)
-        return time.perf_counter_ns() - start
+        _, _, usage = os.wait4(pid, 0)
+        wall = time.perf_counter_ns() - start
+        return wall, round((usage.ru_utime + usage.ru_stime) * 1e9)
 
 
 def round_order(names, r):
@@ -118,15 +120,18 @@ def round_order(names, r):
 
 
 def timed_rounds(spawner, commands, rounds, warmup):
-    """{name: [ns per round]}, every command once per round."""
+    """({name: [wall ns per round]}, {name: [CPU ns per round]}), every
+    command once per round."""
     names = list(commands)
-    times = {name: [] for name in names}
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
     for r in range(warmup + rounds):
         for name in round_order(names, r):
-            ns = spawner.time_ns(commands[name])
+            w, c = spawner.time_ns(commands[name])
             if r >= warmup:
-                times[name].append(ns)
-    return times
+                wall[name].append(w)
+                cpu[name].append(c)
+    return wall, cpu
 
 
 def median_ms(ns_list):
@@ -258,14 +263,14 @@ def run_load(load, pg, tools, spawner, env, tmp, rounds_override):
                 missed.append(f"{load}: {name} found {len(got)}/{len(w.holders)} holders")
         log(f"   {procs} processes, {sockets} TCP sockets; {rounds} rounds of "
             f"{len(commands)} commands")
-        times = timed_rounds(spawner, commands, rounds, warmup=1 if load == "large" else 2)
+        times, cpu = timed_rounds(spawner, commands, rounds, warmup=1 if load == "large" else 2)
         rss = peak_rss_mb(commands["portguard who"], env)
     finally:
         log(f"== {load}: stopping the workload")
         w.stop()
     return {
         "load": load, "idle": idle, "conns": conns, "rounds": rounds, "procs": procs,
-        "sockets": sockets, "holders": len(w.holders), "times": times, "rss": rss,
+        "sockets": sockets, "holders": len(w.holders), "times": times, "cpu": cpu, "rss": rss,
         "missed": missed,
     }
 
@@ -318,7 +323,7 @@ def run_startup(pg, policy, tools, spawner, env, tmp):
         pairs = {}
         for name, argv in commands.items():
             pairs[name] = timed_rounds(spawner, {name: argv, "true": [tools["true"]]},
-                                       STARTUP_PAIRS, warmup=10)
+                                       STARTUP_PAIRS, warmup=10)[0]
     log("== startup: time-to-free")
     ttf = time_to_free(pg, policy, env, tmp)
     return {"pairs": pairs, "ttf": ttf}
@@ -364,15 +369,18 @@ def print_report(pg, results, startup):
                        f"sockets (N={r['idle']} idle, S={r['conns']} connections, "
                        f"K+1={r['holders']} holders), {r['rounds']} rounds\n")
             out.append("| command | median | vs ss, paired (quartiles) | ratio of medians "
-                       "| holders |")
-            out.append("|---|---:|---:|---:|---|")
+                       "| CPU time | CPU vs ss, paired | holders |")
+            out.append("|---|---:|---:|---:|---:|---:|---|")
+            c = r["cpu"]
             for name in t:
                 ratio, low, high = paired_ratio(t, name, "ss -Hltnp")
                 naive = median_ms(t[name]) / median_ms(t["ss -Hltnp"])
+                cpu_ratio, _, _ = paired_ratio(c, name, "ss -Hltnp")
                 found = "MISSED SOME" if any(m.split(": ")[1].startswith(name + " found")
                                              for m in r["missed"]) else "all"
                 out.append(f"| `{name}` | {ms(median_ms(t[name]))} | {ratio:.2f}× "
-                           f"({low:.2f}-{high:.2f}) | {naive:.2f}× | {found} |")
+                           f"({low:.2f}-{high:.2f}) | {naive:.2f}× | {ms(median_ms(c[name]))} "
+                           f"| {cpu_ratio:.2f}× | {found} |")
             if r["rss"] is not None:
                 out.append(f"\npeak RSS of `portguard who`: {r['rss']:.1f} MB")
     if startup:
