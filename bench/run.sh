@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# portguard discovery benchmark, one command: bench/run.sh [small] [medium] [large]
-# (default: all three). See bench/README.md.
+# portguard benchmark, one command:
+#   bench/run.sh [small] [desktop] [medium] [large] [startup]   (default: all)
+# Installs what is missing, builds --release and runs bench/bench.py, which
+# prints a Markdown report on stdout. See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Tools to compare against and to measure with (Debian packages).
+# The tools compared against and measured with (Debian packages).
 need=()
-command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
 command -v lsof >/dev/null 2>&1 || need+=(lsof)
 command -v fuser >/dev/null 2>&1 || need+=(psmisc)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
@@ -20,9 +21,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-workload=${WORKLOAD:-../shared/bench/workload.py}
-[ -f "$workload" ] || { echo "workload script not found: $workload (set WORKLOAD=...)" >&2; exit 2; }
-
-cargo build --release --quiet
-exec python3 bench/bench.py --portguard target/release/portguard --workload "$workload" \
+cargo build --release --quiet --bin portguard
+exec python3 bench/bench.py --portguard target/release/portguard \
   --policy bench/terminate.toml "$@"
