@@ -400,6 +400,13 @@ fn a_lock_timeout_still_shows_the_holders() {
     cmd.args(&args);
     let run = sandbox.run_command(cmd, args);
     run.assert_exit(5);
+    // The run really gave up on the lock (not on the wait rule) ...
+    assert!(
+        run.stdout.contains("another portguard has been resolving"),
+        "{}",
+        run.describe()
+    );
+    // ... and still names the holder.
     assert!(!run.stdout.contains("holders: none"), "{}", run.describe());
     assert!(
         run.stdout.contains(&format!("pid {}", holder.pid())),
