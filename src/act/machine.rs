@@ -306,9 +306,12 @@ impl Actor<'_> {
 
     /// A freed port whose terminated holder still had a live parent may be
     /// taken again at once by that parent (a supervisor restarting its
-    /// server). Watches the port for `settle`; true when it was taken again.
-    /// Orphans — stale processes, the case this tool exists for — have no
-    /// one to restart them and skip the wait.
+    /// server). So may one that runs in a systemd `.service`: its parent is
+    /// the service manager (pid 1, or a user manager acting as subreaper),
+    /// which makes it look orphaned, yet `Restart=` starts it again.
+    /// Watches the port for `settle`; true when it was taken again.
+    /// Orphans outside a service — stale processes, the case this tool
+    /// exists for — have no one to restart them and skip the wait.
     fn settle(
         &self,
         settle: Duration,
@@ -317,14 +320,21 @@ impl Actor<'_> {
         steps: &mut Steps,
     ) -> bool {
         let holders = state.holders();
-        let supervised = targets.iter().any(|&i| {
+        let parented = targets.iter().any(|&i| {
             let h = &holders[i];
             h.orphan == Some(false)
                 && h.ppid
                     .is_some_and(|p| !targets.iter().any(|&j| holders[j].pid == Some(p)))
         });
-        if !supervised || settle.is_zero() {
+        let service = targets
+            .iter()
+            .filter_map(|&i| holders[i].unit.as_ref())
+            .find(|u| u.is_service());
+        if !(parented || service.is_some()) || settle.is_zero() {
             return false;
+        }
+        if let Some(unit) = service {
+            steps.push(Event::Unit { unit: unit.clone() });
         }
         let start = Instant::now();
         let until = start + settle;
@@ -447,6 +457,7 @@ mod tests {
     use crate::evaluate::Context;
     use crate::fixtures::world::{proc, World};
     use crate::fixtures::{context, holder, state, HolderBuilder};
+    use crate::model::Unit;
     use crate::policy::Action;
     use std::sync::atomic::AtomicBool;
 
@@ -673,6 +684,62 @@ mod tests {
         assert!(matches!(end, ActionEnd::Freed(_)), "{end:?}");
         assert!(
             matches!(events(&steps)[..], [.., Event::Settle { ms }, Event::Free] if *ms >= 30),
+            "{steps:?}"
+        );
+    }
+
+    /// A service's main process looks orphaned (its parent is the service
+    /// manager), but `Restart=` may start it again: it is watched too, and
+    /// the steps name the unit.
+    #[test]
+    fn a_holder_in_a_service_unit_is_watched_for_a_restart() {
+        let world = World::with(&[(4242, proc(5242, &["SIGTERM"]))]);
+        let unit = Unit {
+            name: "web.service".into(),
+            user: None,
+        };
+        let holder = HolderBuilder::new(4242)
+            .ppid(1)
+            .start(5242)
+            .with(|h| h.unit = Some(unit.clone()))
+            .build();
+        let mut t = term(50);
+        t.settle = Duration::from_millis(30);
+        let (end, steps) = run(&world, t, &state(8787, vec![holder]));
+        assert!(matches!(end, ActionEnd::Freed(_)), "{end:?}");
+        assert!(
+            matches!(
+                events(&steps)[..],
+                [.., Event::Unit { unit: ref u }, Event::Settle { ms }, Event::Free]
+                    if *u == unit && *ms >= 30
+            ),
+            "{steps:?}"
+        );
+    }
+
+    /// A scope only groups processes started elsewhere: an orphan in one is
+    /// stale, and is not waited for.
+    #[test]
+    fn an_orphan_in_a_scope_is_not_watched() {
+        let world = World::with(&[(4242, proc(5242, &["SIGTERM"]))]);
+        let holder = HolderBuilder::new(4242)
+            .ppid(1)
+            .start(5242)
+            .with(|h| {
+                h.unit = Some(Unit {
+                    name: "session-3.scope".into(),
+                    user: None,
+                })
+            })
+            .build();
+        let mut t = term(50);
+        t.settle = Duration::from_millis(30);
+        let (end, steps) = run(&world, t, &state(8787, vec![holder]));
+        assert!(matches!(end, ActionEnd::Freed(_)), "{end:?}");
+        assert!(
+            !events(&steps)
+                .iter()
+                .any(|e| matches!(e, Event::Settle { .. } | Event::Unit { .. })),
             "{steps:?}"
         );
     }
