@@ -7,11 +7,13 @@
 //! - [`explain`]: the decision trace of `--explain` and `-v`.
 //! - [`json`]: the `--format json` documents and their schema.
 //! - [`spinner`]: the progress line shown while waiting on a terminal.
+//! - [`starter`]: the policy `portguard init` writes, and what it says.
 
 pub mod explain;
 pub mod human;
 pub mod json;
 pub mod spinner;
+pub mod starter;
 pub mod words;
 
 use crate::policy::Policy;
