@@ -208,14 +208,15 @@ pub fn holder_rule(holders: &[Holder], self_uid: u32, protected: &[u32]) -> Opti
         .iter()
         .map(|h| kind_of(h, self_uid, protected))
         .collect();
-    // The first refusal in this order speaks for all; terminate only when
-    // every root is yours.
+    // The first refusal in this order speaks for all (a process that can
+    // be seen says more than one that cannot); terminate only when every
+    // root is yours.
     let rank = |k: &Kind| match k {
         Kind::Container { .. } => 0,
         Kind::Service { .. } => 1,
         Kind::Protected => 2,
-        Kind::Unseen => 3,
-        Kind::OtherUser => 4,
+        Kind::OtherUser => 3,
+        Kind::Unseen => 4,
         Kind::Own => 5,
     };
     let kind = kinds
@@ -227,7 +228,7 @@ pub fn holder_rule(holders: &[Holder], self_uid: u32, protected: &[u32]) -> Opti
         .iter()
         .map(|h| h.cmdline.as_deref().and_then(program_pattern))
         .collect();
-    let seen = kind != Kind::Unseen;
+    let seen = !kinds.contains(&Kind::Unseen);
     // A criterion is written only when every root has the field: a root
     // without it would never satisfy it.
     let cmdline = (seen && programs.iter().all(Option::is_some)).then(|| {
@@ -284,7 +285,13 @@ pub fn holder_rule(holders: &[Holder], self_uid: u32, protected: &[u32]) -> Opti
             [one] => one.clone(),
             many => many.join(" / "),
         };
-    let name = match slug(&program) {
+    // Named after the program's words without their directories:
+    // `python3 pg-test-holder.py` → `python3-pg-test-holder-py`.
+    let words: Vec<&str> = program
+        .split_whitespace()
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .collect();
+    let name = match slug(&words.join(" ")) {
         s if s.is_empty()
             || ["service", "container", "dev-server", "others"].contains(&s.as_str()) =>
         {

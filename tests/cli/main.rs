@@ -12,6 +12,7 @@ mod explain;
 mod fixtures;
 mod headroom;
 mod hook;
+mod init;
 mod lifecycle;
 mod output;
 mod policies;
