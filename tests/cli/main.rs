@@ -14,6 +14,7 @@ mod headroom;
 mod hook;
 mod init;
 mod lifecycle;
+mod manual;
 mod output;
 mod policies;
 mod policy_files;
