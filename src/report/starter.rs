@@ -361,7 +361,11 @@ fn holder_rule_toml(r: &HolderRule, port: u16, out: &mut String) {
         let _ = writeln!(out, "match.cmdline = {}", regex_str(c));
     }
     if let Some(e) = &r.exe {
-        let _ = writeln!(out, "match.exe = {}", regex_str(e));
+        let _ = writeln!(
+            out,
+            "match.exe = {}   # as init saw it: loosen it if the program moves (nvm, pyenv, a new venv)",
+            regex_str(e)
+        );
     }
     if let Some(u) = &r.unit {
         let _ = writeln!(out, "match.unit = {}", regex_str(u));
@@ -583,7 +587,7 @@ pub fn wrote(policy: &std::path::Path, schema: &std::path::Path) -> String {
 pub fn port_line(port: u16, protocol: Protocol, rule: Option<&HolderRule>) -> String {
     match rule {
         None => format!(
-            "port {port}/{protocol} is free: no rule for a holder was written; the dev-server rule is a placeholder to fill in"
+            "no process holds port {port}/{protocol}: no rule for a holder was written; the dev-server rule is a placeholder to fill in"
         ),
         Some(r) => {
             let what = if r.kind.terminates() {

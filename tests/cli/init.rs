@@ -265,7 +265,11 @@ fn init_port_on_a_free_port_says_so_and_writes_the_starter() {
     let sandbox = Sandbox::new();
     let run = sandbox.run(["init", "--port", &free.port().to_string()]);
     run.assert_exit(0);
-    assert!(run.stdout.contains("is free"), "{}", run.describe());
+    assert!(
+        run.stdout.contains("no process holds port"),
+        "{}",
+        run.describe()
+    );
     let path = sandbox.work_dir().join("portguard.toml");
     assert_passes_its_checks(&sandbox, &path);
     let policy = parsed(&path);
