@@ -93,11 +93,13 @@ pub fn program_pattern(argv: &[String]) -> Option<(String, String)> {
     let mut taken = 0;
     while taken < MAX_ARGS {
         let Some(arg) = rest.next() else { break };
-        if arg == "-m" {
+        // An interpreter's module or archive names the program: `python3
+        // -m uvicorn`, `java -jar app.jar`.
+        if arg == "-m" || arg == "-jar" {
             match rest.next() {
                 Some(module) if !module.is_empty() && !module.starts_with('-') => {
-                    pattern.push_str(&format!(r"\s+-m\s+{}", escape(module)));
-                    shown.push(format!("-m {module}"));
+                    pattern.push_str(&format!(r"\s+{arg}\s+{}", escape(module)));
+                    shown.push(format!("{arg} {module}"));
                     taken += 1;
                     continue;
                 }
@@ -484,7 +486,7 @@ pub fn run(args: &InitArgs, io: &mut Io<'_>) -> Result<Exit, CliError> {
     let _ = writeln!(
         io.out,
         "{}",
-        starter::next_steps(&policy_path, args.dir.is_some(), args.port)
+        starter::next_steps(&policy_path, args.dir.is_some(), args.port, protocol)
     );
     Ok(Exit::Free)
 }
@@ -524,7 +526,7 @@ mod tests {
 
     #[test]
     fn program_patterns_anchor_the_program_and_its_first_arguments() {
-        let cases: [(&[&str], &str, &str); 7] = [
+        let cases: [(&[&str], &str, &str); 8] = [
             (
                 &["node", "server.js"],
                 r"node\s+server\.js",
@@ -556,6 +558,11 @@ mod tests {
                 &["/usr/sbin/docker-proxy", "-proto", "tcp"],
                 r"docker-proxy",
                 "docker-proxy",
+            ),
+            (
+                &["java", "-jar", "/srv/app.jar", "--server.port=8080"],
+                r"java\s+-jar\s+/srv/app\.jar",
+                "java -jar /srv/app.jar",
             ),
             (
                 &["sshd: /usr/sbin/sshd -D [listener]"],

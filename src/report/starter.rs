@@ -614,7 +614,12 @@ fn roots_only(owners: &[Holder]) -> Vec<Holder> {
 }
 
 /// What to run next.
-pub fn next_steps(policy: &std::path::Path, elsewhere: bool, port: Option<u16>) -> String {
+pub fn next_steps(
+    policy: &std::path::Path,
+    elsewhere: bool,
+    port: Option<u16>,
+    protocol: Protocol,
+) -> String {
     let file = printable(&policy.display().to_string()).into_owned();
     let port = port.unwrap_or(3000);
     // In its own directory portguard finds ./portguard.toml by itself.
@@ -623,9 +628,14 @@ pub fn next_steps(policy: &std::path::Path, elsewhere: bool, port: Option<u16>) 
     } else {
         String::new()
     };
+    let udp = if protocol == Protocol::Udp {
+        " --udp"
+    } else {
+        ""
+    };
     format!(
         "next: portguard check --deny-warnings {file} && portguard test {file}\n      \
-         portguard resolve {port}{choose} --explain   # what it would do, acting on nothing"
+         portguard resolve {port}{udp}{choose} --explain   # what it would do, acting on nothing"
     )
 }
 

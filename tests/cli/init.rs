@@ -348,3 +348,29 @@ fn init_port_takes_one_valid_port() {
         assert!(fs::read_dir(sandbox.work_dir()).unwrap().next().is_none());
     }
 }
+
+#[test]
+fn init_udp_port_writes_a_udp_case_for_the_udp_holder() {
+    let holder = Holder::udp("127.0.0.1").spawn();
+    let port = holder.port().to_string();
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(["init", "--udp", "--port", &port]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout
+            .contains(&format!("portguard resolve {port} --udp --explain")),
+        "{}",
+        run.describe()
+    );
+    let path = sandbox.work_dir().join("portguard.toml");
+    assert_passes_its_checks(&sandbox, &path);
+    let policy = parsed(&path);
+    assert_eq!(policy["test"][0]["protocol"].as_str(), Some("udp"));
+    let explain = sandbox.run(["resolve", &port, "--udp", "--explain", "--format", "json"]);
+    explain.assert_exit(0);
+    assert_eq!(
+        explain.port(holder.port())["rule"].as_str(),
+        Some(holder_rule_name(&policy).as_str())
+    );
+    assert!(holder.is_alive());
+}
