@@ -6,6 +6,7 @@
 
 mod check;
 mod completions;
+mod init;
 mod man;
 mod resolve;
 mod run;
@@ -56,6 +57,19 @@ pub enum Command {
     /// Print a JSON Schema: of the policy format (default) or of the JSON
     /// reports.
     Schema(schema::SchemaArgs),
+    /// Write a starter portguard.toml and its schema; with --port, a rule
+    /// for what holds that port now.
+    ///
+    /// Writes portguard.toml (whose first line, `#:schema
+    /// ./policy.schema.json`, lets editors check and complete it) and
+    /// policy.schema.json into the current directory or --dir. With --port,
+    /// the port's current holder gets a rule that matches it (its command
+    /// line anchored to the program, its executable, its user) and a test
+    /// case built from it: a process of yours is terminated; a container, a
+    /// systemd service, another user's process or one whose pid cannot be
+    /// seen is refused. Never overwrites a file: when either exists, nothing
+    /// is written (exit 2).
+    Init(init::InitArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff), or write one page per command to a
@@ -201,12 +215,17 @@ pub enum CliError {
     /// Output could not be produced: exit 70.
     #[error("{0}")]
     Output(String),
+    /// The command cannot do what was asked (a file in the way, a
+    /// directory that cannot be written); nothing was touched: exit 2.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
     fn exit(&self) -> Exit {
         match self {
             CliError::Policy(_)
+            | CliError::Usage(_)
             | CliError::Resolve {
                 error: ResolveError::Policy(_),
                 ..
@@ -239,6 +258,7 @@ pub fn execute(cli: Cli, io: &mut Io<'_>) -> Exit {
         Command::Check(args) => check::run(&args, io),
         Command::Test(args) => test::run(&args, io),
         Command::Schema(args) => schema::run(&args, io),
+        Command::Init(args) => init::run(&args, io),
         Command::Completions(args) => completions::run(&args, io),
         Command::Man(args) => man::run(&args, io),
     };

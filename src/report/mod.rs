@@ -6,12 +6,16 @@
 //! - [`human`]: `who` and the short result of a run.
 //! - [`explain`]: the decision trace of `--explain` and `-v`.
 //! - [`json`]: the `--format json` documents and their schema.
+//! - [`manual`]: the man pages' own words.
 //! - [`spinner`]: the progress line shown while waiting on a terminal.
+//! - [`starter`]: the policy `portguard init` writes, and what it says.
 
 pub mod explain;
 pub mod human;
 pub mod json;
+pub mod manual;
 pub mod spinner;
+pub mod starter;
 pub mod words;
 
 use crate::policy::Policy;

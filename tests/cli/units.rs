@@ -181,3 +181,48 @@ fn a_restarting_service_is_named_with_systemctl() {
     );
     drop(sup);
 }
+
+/// `init --port` on a port a service's process holds writes a rule that
+/// refuses it, naming the unit, instead of one that terminates it.
+#[test]
+fn init_port_refuses_a_service_holder_by_its_unit() {
+    let Some(unit) = UnitCgroup::new() else {
+        return;
+    };
+    let holder = Holder::tcp("127.0.0.1").spawn();
+    unit.adopt(holder.pid());
+    let sandbox = Sandbox::new();
+    let port = holder.port().to_string();
+    let run = sandbox.run(["init", "--port", &port]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout.contains("refuses to touch it"),
+        "{}",
+        run.describe()
+    );
+    let text = std::fs::read_to_string(sandbox.work_dir().join("portguard.toml")).unwrap();
+    let unit_re = format!("match.unit = '^{}$'", unit.name.replace('.', "\\."));
+    assert!(text.contains(&unit_re), "{unit_re}\n{text}");
+    assert!(
+        text.contains(&format!("unit = \"{}\"", unit.name)),
+        "{text}"
+    );
+    for args in [
+        vec!["check", "--deny-warnings", "portguard.toml"],
+        vec!["test", "portguard.toml"],
+    ] {
+        let checked = sandbox.run(&args);
+        checked.assert_exit(0);
+    }
+    let resolve = sandbox.run(["resolve", &port, "--format", "json"]);
+    resolve.assert_exit(4);
+    let entry = resolve.port(holder.port());
+    assert!(
+        entry["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("systemctl stop {}", unit.name))),
+        "{}",
+        resolve.describe()
+    );
+    assert!(holder.is_alive());
+}
