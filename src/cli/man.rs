@@ -148,8 +148,12 @@ pub fn run(args: &ManArgs, io: &mut Io<'_>) -> Result<Exit, CliError> {
     let pages: Vec<String> = subcommands(&cmd).map(page_name).collect();
     let failed = |e: std::io::Error| CliError::Output(format!("cannot write the man page: {e}"));
     let Some(dir) = &args.dir else {
-        page(&cmd, Some(&pages), &version, io.out).map_err(failed)?;
-        return Ok(Exit::Free);
+        return match page(&cmd, Some(&pages), &version, io.out) {
+            // `portguard man | head` closed the pipe: the reader has what
+            // it wanted, which is not an error (as for `cat`).
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Free),
+            other => other.map(|()| Exit::Free).map_err(failed),
+        };
     };
     std::fs::create_dir_all(dir).map_err(failed)?;
     let mut write = |name: &str, cmd: &clap::Command, main: Option<&[String]>| {

@@ -28,8 +28,11 @@ pub fn run(args: &SchemaArgs, io: &mut Io<'_>) -> Result<Exit, CliError> {
         Which::Policy => crate::policy::schema_json(),
         Which::Report => crate::report::json::schema(),
     };
-    io.out
-        .write_all(text.as_bytes())
-        .map_err(|e| CliError::Output(format!("cannot write the schema: {e}")))?;
-    Ok(Exit::Free)
+    match io.out.write_all(text.as_bytes()) {
+        // The reader closed the pipe (`| head`): not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Output(format!("cannot write the schema: {e}")))
+        }
+        _ => Ok(Exit::Free),
+    }
 }

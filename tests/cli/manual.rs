@@ -291,3 +291,22 @@ fn completions_offer_backends_and_built_in_policies() {
         );
     }
 }
+
+/// `portguard man | head` and `portguard schema | head`: a reader that
+/// closes the pipe early is not an error (exit 0, no message), as for `cat`.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    for args in [&["man"][..], &["schema"], &["schema", "report"]] {
+        let mut child = std::process::Command::new(PORTGUARD)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before portguard has written anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+    }
+}

@@ -139,3 +139,15 @@ fn the_schema_rejects_what_the_loader_rejects() {
         Ok(())
     );
 }
+
+/// A file that cannot be read is exit 2 with its error, and no "0 passed,
+/// 0 failed" tally that a script could read as a pass.
+#[test]
+fn test_of_an_unreadable_file_prints_no_tally() {
+    let sandbox = Sandbox::new();
+    let missing = sandbox.work_dir().join("missing.toml");
+    let run = sandbox.run(["test", missing.to_str().unwrap()]);
+    run.assert_exit(2);
+    assert!(!run.combined().contains("passed"), "{}", run.describe());
+    assert!(run.stderr.contains("missing.toml"), "{}", run.describe());
+}
