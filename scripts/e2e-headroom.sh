@@ -217,7 +217,7 @@ t2=$(now_ms)
 free_ms=$("$PY" -c 'import json, sys
 print(next((s["at_ms"] for s in json.load(open(sys.argv[1]))["ports"][0]["steps"] if s["event"] == "free"), "?"))' "$WORK/resolve.json")
 pass resolve "exit 0 in $(secs "$t0" "$t1"): $summary; pid $PROXY gone, port bindable"
-info "time to free (at_ms of the 'free' step): $free_ms ms (SPEC: the idle proxy exits within ~400 ms of SIGTERM);" \
+info "time to free (at_ms of the 'free' step): $free_ms ms (docs/headroom.md: the idle proxy exits within ~400 ms of SIGTERM);" \
   "the process itself was gone $((t2 - t1)) ms after portguard returned"
 
 # ---------------------------------------------------------------- 4c. in use

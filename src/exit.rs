@@ -1,4 +1,4 @@
-//! The documented exit codes (SPEC "Exit codes"), in one place.
+//! The documented exit codes (docs/exit-codes.md), in one place.
 
 /// An exit code of portguard. The numbers are a stable contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl Exit {
         }
     }
 
-    /// The worse of two codes, in the order of SPEC.
+    /// The worse of two codes, in the documented order (70, 2, 5, 4, 3, 0).
     pub fn worst(self, other: Exit) -> Exit {
         if other.rank() > self.rank() {
             other

@@ -8,7 +8,7 @@ use crate::policy::ActionKind;
 use serde::Serialize;
 use std::time::Instant;
 
-/// One event of an action (SPEC JSON `steps`).
+/// One event of an action (JSON `steps`, docs/output.md "Steps").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Step {
     /// Milliseconds since resolving the port began.

@@ -23,7 +23,7 @@ pub struct Context {
     pub uids: Option<BTreeMap<String, Option<u32>>>,
 }
 
-/// A process portguard must never signal (SPEC "Safety").
+/// A process portguard must never signal (docs/safety.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Protected {
     /// Its pid.

@@ -19,7 +19,8 @@ use serde::Serialize;
 /// The result of testing one criterion against one group root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Check {
-    /// `cmdline`, `exe`, `user`, `orphan` or `ports`.
+    /// `cmdline`, `exe`, `user`, `orphan`, `unit`, `container`, `image`,
+    /// `clients` or `ports`.
     pub criterion: &'static str,
     /// What the rule asks for.
     pub expected: String,
@@ -669,7 +670,7 @@ mod proptests {
             .collect()
     }
 
-    /// Group roots per SPEC, computed here: walk up through parents that
+    /// Group roots (docs/safety.md, "What held and free mean"), computed here: walk up through parents that
     /// are holders sharing a socket with the child.
     fn roots(hs: &[Holder]) -> Vec<usize> {
         let parent = |i: usize| -> Option<usize> {

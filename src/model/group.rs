@@ -1,10 +1,10 @@
-//! Grouping holders into process trees (SPEC "What held means"), used only
+//! Grouping holders into process trees (docs/safety.md, "What held and free mean"), used only
 //! by [`PortState`](super::PortState)'s constructor so the groups always
 //! follow from the holders.
 
 use super::{Group, Holder};
 
-/// Group holders into process trees (SPEC "What held means").
+/// Group holders into process trees (docs/safety.md, "What held and free mean").
 ///
 /// A holder whose parent is also a holder sharing at least one socket inode
 /// belongs to its parent's group, transitively, so forked workers of a

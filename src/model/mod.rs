@@ -56,7 +56,7 @@ impl SocketEntry {
     /// Kernel state number of a listening TCP socket.
     pub const TCP_LISTEN: u8 = 0x0A;
 
-    /// Whether this socket holds the port for `proto` (see SPEC "What held means").
+    /// Whether this socket holds the port for `proto` (docs/safety.md, "What held and free mean").
     pub fn holds(&self, proto: Protocol) -> bool {
         match proto {
             Protocol::Tcp => self.state == Self::TCP_LISTEN,
@@ -406,7 +406,7 @@ pub struct PortState {
 
 impl PortState {
     /// The port as discovery found it; groups the holders into process
-    /// trees (SPEC "What held means").
+    /// trees (docs/safety.md, "What held and free mean").
     pub fn new(
         port: u16,
         protocol: Protocol,
@@ -495,7 +495,7 @@ impl PortState {
     }
 }
 
-/// Outcome of a port, planned or done (SPEC JSON `outcome`).
+/// Outcome of a port, planned or done (JSON `outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -512,7 +512,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The exit code of SPEC for this outcome.
+    /// The documented exit code of this outcome.
     pub fn exit_code(self) -> crate::exit::Exit {
         use crate::exit::Exit;
         match self {

@@ -1,5 +1,5 @@
 //! Built-in policies and the lookup order that picks a policy when the user
-//! did not name one (SPEC "Command line", `--policy`).
+//! did not name one (docs/cli.md, "Which policy is used").
 
 use super::{load_file, load_source, Policy, PolicyError};
 use std::path::{Path, PathBuf};

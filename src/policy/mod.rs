@@ -161,7 +161,7 @@ impl Policy {
 /// `[defaults]` with every value filled in.
 #[derive(Debug, Clone)]
 pub struct Defaults {
-    /// Action when no rule applies; never `terminate` (SPEC safety: never
+    /// Action when no rule applies; never `terminate` (docs/safety.md: never
     /// signal a process no rule matched).
     pub action: Action,
     /// Default grace of `terminate`.
@@ -388,7 +388,7 @@ pub fn schema_json() -> String {
     schema.insert("title".into(), "portguard policy".into());
     schema.insert(
         "description".into(),
-        "A portguard policy: rules that decide what happens to the processes holding a port (SPEC.md, \"Policy format\").".into(),
+        "A portguard policy: rules that decide what happens to the processes holding a port (docs/policy.md).".into(),
     );
     let mut value = schema.to_value();
     drop_null_defaults(&mut value);

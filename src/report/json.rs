@@ -24,7 +24,7 @@ use serde::Serialize;
 /// The version of the JSON documents' layout.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The document of `portguard resolve --format json` (and `run`).
+/// The document of `portguard resolve --format json`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ResolveDoc {
     /// Layout version of this document (1).
@@ -201,7 +201,9 @@ pub struct WhoPortDoc {
     /// `held` or `free`. A port no process holds but that cannot be bound
     /// (only TIME_WAIT remains) is `held`, with no holders.
     pub outcome: &'static str,
-    /// Whether a server (setting SO_REUSEADDR) could bind it now.
+    /// Whether a server (setting SO_REUSEADDR) could bind it on the
+    /// wildcard address when it was discovered: `false` while anything
+    /// holds it, and when only sockets no process owns (TIME_WAIT) block it.
     pub bindable: bool,
     /// The holders, as in `resolve`.
     pub holders: Vec<HolderDoc>,
@@ -405,15 +407,12 @@ pub fn who_json(states: &[PortState]) -> String {
         ports: states
             .iter()
             .map(|s| {
-                let bindable = s.bindable();
+                // A listener is not probed (it certainly blocks a bind).
+                let bindable = s.holders().is_empty() && s.bindable();
                 WhoPortDoc {
                     port: s.port,
                     protocol: s.protocol,
-                    outcome: if s.holders().is_empty() && bindable {
-                        "free"
-                    } else {
-                        "held"
-                    },
+                    outcome: if bindable { "free" } else { "held" },
                     bindable,
                     holders: holders(s),
                     others: s.others.iter().map(socket_doc).collect(),

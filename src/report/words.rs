@@ -339,7 +339,8 @@ pub fn failure(f: &Failure, r: &PortReport) -> String {
         }
         Failure::TimeWait { sockets } => format!(
             "port {port}/{proto} cannot be bound yet: {}, which no process owns, {} from earlier connections; \
-             the kernel keeps them for up to 60 s (TIME_WAIT), or start the server with SO_REUSEADDR",
+             the kernel keeps them for up to 60 s (TIME_WAIT); retry after that, \
+             or use another port (even with SO_REUSEADDR, a bind has just failed)",
             plural(*sockets, "socket in TIME_WAIT", "sockets in TIME_WAIT"),
             if *sockets == 1 { "remains" } else { "remain" }
         ),

@@ -331,7 +331,7 @@ fn explain_with_a_terminate_policy_touches_nothing() {
 }
 
 // ---------------------------------------------------------------------------
-// Which policy is used (SPEC: --policy, $PORTGUARD_POLICY, ./portguard.toml,
+// Which policy is used (docs/cli.md: --policy, $PORTGUARD_POLICY, ./portguard.toml,
 // $XDG_CONFIG_HOME/portguard/policy.toml, built-in headroom)
 // ---------------------------------------------------------------------------
 

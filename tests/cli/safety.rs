@@ -1,4 +1,4 @@
-//! SPEC "Safety" against real processes: portguard's own ancestors are never
+//! docs/safety.md against real processes: portguard's own ancestors are never
 //! signalled, an interrupted run stops signalling, a respawning supervisor
 //! is named instead of fought forever, and another user's process is
 //! reported for what portguard can and cannot see.

@@ -356,7 +356,7 @@ impl HolderBuilder {
     }
 
     /// TCP: keep the socket bound (with SO_REUSEADDR) but never listen. Such a
-    /// socket does not hold the port (SPEC), yet it keeps the kernel from
+    /// socket does not hold the port (docs/safety.md), yet it keeps the kernel from
     /// handing the port to anyone else's bind(0) — a race-free "free port".
     pub fn bound_only(mut self) -> Self {
         assert_eq!(self.proto, Proto::Tcp, "bound_only is a TCP notion");
@@ -514,7 +514,7 @@ impl Holder {
         HolderBuilder::new(Proto::Udp, addr)
     }
 
-    /// The headroom proxy as its console script runs it (SPEC form A):
+    /// The headroom proxy as its console script runs it (one of the two forms in docs/headroom.md):
     /// `{dir}/venv/bin/python3 {dir}/venv/bin/headroom proxy --port N`, where
     /// `venv/bin/python3` is a symlink to the base interpreter, so the
     /// executable is the base interpreter and never contains "headroom".
@@ -534,7 +534,7 @@ impl Holder {
             .orphaned()
     }
 
-    /// The headroom proxy as `headroom wrap` spawns it (SPEC form B):
+    /// The headroom proxy as `headroom wrap` spawns it (the other form in docs/headroom.md):
     /// `<python> -m headroom.cli proxy --port N --workers 1`, with the
     /// `headroom` package importable through `PYTHONPATH`. (Orphaned, as a
     /// stale proxy is; `.attached()` for one in use.)
@@ -801,7 +801,7 @@ pub fn port_is_bindable(addr: &str, port: u16, proto: Proto) -> bool {
 
 /// A TCP port on 127.0.0.1 that nothing holds, reserved for the whole test
 /// without a race: a helper process keeps a socket *bound* to it (with
-/// SO_REUSEADDR) but never listens. SPEC says only a listening socket holds a
+/// SO_REUSEADDR) but never listens. Only a listening socket holds a
 /// TCP port, and portguard's SO_REUSEADDR bind probe succeeds next to it, while
 /// the kernel will not give the port to anybody's bind(0) meanwhile (unlike a
 /// listener that is bound, read and dropped, whose port can be reused by a

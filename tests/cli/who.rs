@@ -11,6 +11,7 @@ fn who_reports_a_stale_proxy_and_leaves_it_running() {
     run.assert_exit(0);
     let entry = run.port(proxy.port());
     assert_eq!(entry["outcome"], "held", "{}", run.describe());
+    assert_eq!(entry["bindable"], false, "{}", run.describe());
     assert_eq!(entry["protocol"], "tcp", "{}", run.describe());
     let holders = entry["holders"].as_array().expect("holders array");
     assert_eq!(holders.len(), 1, "{}", run.describe());
@@ -45,6 +46,7 @@ fn who_reports_a_free_port_with_exit_0() {
     run.assert_exit(0);
     let entry = run.port(reserved.port());
     assert_eq!(entry["outcome"], "free", "{}", run.describe());
+    assert_eq!(entry["bindable"], true, "{}", run.describe());
     assert_eq!(holder_pids(&entry), Vec::<u32>::new(), "{}", run.describe());
 }
 

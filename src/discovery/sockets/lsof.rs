@@ -24,7 +24,8 @@
 //!   not the original word boundaries of an argument with spaces. `ps` also
 //!   shows control characters in argv as `?`.
 //! - **Start time** (the identity checked before a signal) is read from
-//!   `/proc` on Linux, so the lsof backend can terminate there; elsewhere it
+//!   `/proc` on Linux. Elsewhere it is `ps -o lstart` (one-second
+//!   resolution; see `proc::portable`); when `ps` cannot tell, the identity
 //!   is unknown and `terminate` refuses to signal (exit 5) rather than risk
 //!   a recycled pid.
 
