@@ -1,7 +1,7 @@
 //! An action and its settings: durations, signals, health checks,
 //! status codes and message templates.
 
-use super::{Checker, MAX_DURATION};
+use super::{suggest, Checker, MAX_DURATION};
 use crate::diagnostic::Diagnostic;
 use crate::policy::raw::RawRule;
 use crate::policy::{
@@ -9,6 +9,39 @@ use crate::policy::{
 };
 use std::time::Duration;
 use toml::Spanned;
+use toml::Value;
+
+/// A rule's action settings, each checked on its own by
+/// [`Checker::each_setting`].
+#[derive(Debug, Default)]
+pub(super) struct Settings<'r> {
+    pub signal: Option<&'r Spanned<String>>,
+    pub grace: Option<&'r Spanned<String>>,
+    pub timeout: Option<&'r Spanned<String>>,
+    pub escalate: Option<&'r Spanned<Value>>,
+    pub health: Option<&'r Spanned<String>>,
+    pub health_body: Option<&'r Spanned<String>>,
+    pub health_status: Option<&'r Spanned<Vec<Spanned<Value>>>>,
+    pub health_any_host: bool,
+    pub message: Option<&'r Spanned<String>>,
+}
+
+impl<'r> Settings<'r> {
+    /// The settings of `r`.
+    pub(super) fn of(r: &'r RawRule) -> Self {
+        Settings {
+            signal: r.signal.as_ref(),
+            grace: r.grace.as_ref(),
+            timeout: r.timeout.as_ref(),
+            escalate: r.escalate.as_ref(),
+            health: r.health.as_ref(),
+            health_body: r.health_body.as_ref(),
+            health_status: r.health_status.as_ref(),
+            health_any_host: r.health_any_host.as_ref().is_some_and(|b| *b.get_ref()),
+            message: r.message.as_ref(),
+        }
+    }
+}
 
 impl Checker<'_> {
     pub(super) fn duration(&mut self, s: &Spanned<String>) -> Option<Duration> {
@@ -36,10 +69,15 @@ impl Checker<'_> {
     pub(super) fn action_kind(&mut self, s: &Spanned<String>) -> Option<ActionKind> {
         let kind = ActionKind::parse(s.get_ref());
         if kind.is_none() {
+            let help = match suggest::closest(s.get_ref(), ActionKind::ALL.map(ActionKind::as_str))
+            {
+                Some(close) => format!("did you mean \"{close}\"?"),
+                None => "actions are \"terminate\", \"wait\", \"refuse\" and \"reuse\"".into(),
+            };
             self.error_help(
                 format!("unknown action \"{}\"", s.get_ref()),
                 s.span(),
-                "actions are \"terminate\", \"wait\", \"refuse\" and \"reuse\"",
+                &help,
             );
         }
         kind
@@ -48,7 +86,8 @@ impl Checker<'_> {
     /// Builds one action from the rule's keys (and `[defaults]`). A
     /// fallback (`then`) takes its own settings from the rule, but `timeout`
     /// — which the rule's own action also has — belongs to the rule's action,
-    /// so the fallback's timeout comes from `[defaults]`.
+    /// so the fallback's timeout comes from `[defaults]`. Every setting is
+    /// checked, not only up to the first that is wrong.
     pub(super) fn action(
         &mut self,
         kind: ActionKind,
@@ -58,34 +97,31 @@ impl Checker<'_> {
         is_fallback: bool,
     ) -> Option<Action> {
         let timeout = match &r.timeout {
-            Some(s) if !is_fallback => self.duration(s)?,
-            _ => defaults.timeout,
+            Some(s) if !is_fallback => self.duration(s),
+            _ => Some(defaults.timeout),
         };
         Some(match kind {
             ActionKind::Terminate => {
-                let signal = match &r.signal {
-                    Some(s) => self.signal(s)?,
-                    None => Signal::TERM,
-                };
-                let grace = match &r.grace {
-                    Some(s) => self.duration(s)?,
-                    None => defaults.grace,
-                };
-                let escalate = match &r.escalate {
-                    None => Some(Signal::KILL),
-                    Some(v) => match v.get_ref() {
-                        toml::Value::Boolean(false) => None,
-                        toml::Value::Boolean(true) => Some(Signal::KILL),
-                        toml::Value::String(s) => {
-                            Some(self.signal(&Spanned::new(v.span(), s.clone()))?)
-                        }
-                        _ => {
-                            self.error("`escalate` must be a signal name or false", v.span());
-                            return None;
-                        }
-                    },
-                };
-                if escalate.is_some() && grace >= timeout {
+                let signal = r
+                    .signal
+                    .as_ref()
+                    .map_or(Some(Signal::TERM), |s| self.signal(s));
+                let grace = r
+                    .grace
+                    .as_ref()
+                    .map_or(Some(defaults.grace), |s| self.duration(s));
+                let escalate = r
+                    .escalate
+                    .as_ref()
+                    .map_or(Some(Some(Signal::KILL)), |v| self.escalate(v));
+                let (signal, grace, escalate, timeout) = (signal?, grace?, escalate?, timeout?);
+                // With `[defaults]` broken, a grace or timeout taken from
+                // it is not what the author wrote: no verdict on it.
+                let from_defaults = r.grace.is_none() || r.timeout.is_none() || is_fallback;
+                if escalate.is_some()
+                    && grace >= timeout
+                    && !(self.defaults_uncertain && from_defaults)
+                {
                     let span = r
                         .grace
                         .as_ref()
@@ -110,41 +146,43 @@ impl Checker<'_> {
                     settle: defaults.settle,
                 })
             }
-            ActionKind::Wait => Action::Wait { timeout, then },
+            ActionKind::Wait => Action::Wait {
+                timeout: timeout?,
+                then,
+            },
             ActionKind::Refuse => Action::Refuse {
                 message: r.message.as_ref().map(|m| self.template(m)),
             },
             ActionKind::Reuse => {
                 let health = match &r.health {
-                    None => None,
-                    Some(h) if h.get_ref() == "tcp" => Some(Health::Tcp),
+                    None => Some(None),
+                    Some(h) if h.get_ref() == "tcp" => Some(Some(Health::Tcp)),
                     Some(h) if h.get_ref().starts_with("http://") => {
                         let any_host = r.health_any_host.as_ref().is_some_and(|b| *b.get_ref());
-                        self.check_health_url(h, any_host)?;
-                        let body = match &r.health_body {
-                            Some(b) => Some(self.regex(b)?),
-                            None => None,
-                        };
-                        let status = match &r.health_status {
-                            Some(codes) => self.status_codes(codes)?,
-                            None => StatusCodes::default(),
-                        };
-                        Some(Health::Http {
-                            url: h.get_ref().clone(),
-                            body,
-                            status,
-                        })
+                        let url = self.check_health_url(h, any_host);
+                        let body = r.health_body.as_ref().map(|b| self.regex(b));
+                        let status = r.health_status.as_ref().map(|c| self.status_codes(c));
+                        let body = body.map_or(Some(None), |b| b.map(Some));
+                        let status = status.unwrap_or_else(|| Some(StatusCodes::default()));
+                        match (url, body, status) {
+                            (Some(()), Some(body), Some(status)) => Some(Some(Health::Http {
+                                url: h.get_ref().clone(),
+                                body,
+                                status,
+                            })),
+                            _ => None,
+                        }
                     }
                     Some(h) => {
-                        self.error_help(
-                            format!("unsupported health check \"{}\"", h.get_ref()),
-                            h.span(),
-                            "health is \"tcp\" or an http:// URL such as \"http://127.0.0.1:{port}/livez\" (no TLS: health checks are for loopback)",
-                        );
-                        return None;
+                        self.unsupported_health(h);
+                        None
                     }
                 };
-                if !matches!(health, Some(Health::Http { .. })) {
+                let mut http_only_ok = true;
+                if r.health
+                    .as_ref()
+                    .is_none_or(|h| !h.get_ref().starts_with("http://"))
+                {
                     for (key, span) in [
                         ("health_body", r.health_body.as_ref().map(Spanned::span)),
                         ("health_status", r.health_status.as_ref().map(Spanned::span)),
@@ -154,14 +192,18 @@ impl Checker<'_> {
                         ),
                     ] {
                         if let Some(span) = span {
+                            http_only_ok = false;
                             self.error_help(
                                 format!("`{key}` needs an http health check"),
                                 span,
                                 "set health = \"http://127.0.0.1:{port}/...\"",
                             );
-                            return None;
                         }
                     }
+                }
+                let (health, timeout) = (health?, timeout?);
+                if !http_only_ok {
+                    return None;
                 }
                 Action::Reuse {
                     health,
@@ -170,6 +212,63 @@ impl Checker<'_> {
                 }
             }
         })
+    }
+
+    /// Checks each setting of a rule on its own: for a rule whose action is
+    /// unknown or missing, or whose structure is broken, so which settings
+    /// belong to it cannot be told — but a bad duration, signal, health
+    /// check or regex among them can.
+    pub(super) fn each_setting(&mut self, s: &Settings<'_>) {
+        if let Some(signal) = s.signal {
+            self.signal(signal);
+        }
+        for d in [s.grace, s.timeout].into_iter().flatten() {
+            self.duration(d);
+        }
+        if let Some(e) = s.escalate {
+            self.escalate(e);
+        }
+        if let Some(h) = s.health {
+            if h.get_ref().starts_with("http://") {
+                self.check_health_url(h, s.health_any_host);
+            } else if h.get_ref() != "tcp" {
+                self.unsupported_health(h);
+            }
+        }
+        if let Some(b) = s.health_body {
+            self.regex(b);
+        }
+        if let Some(codes) = s.health_status {
+            self.status_codes(codes);
+        }
+        if let Some(m) = s.message {
+            self.template(m);
+        }
+    }
+
+    /// `escalate`: a signal, `true` (SIGKILL) or `false` (never).
+    pub(super) fn escalate(&mut self, v: &Spanned<Value>) -> Option<Option<Signal>> {
+        match v.get_ref() {
+            Value::Boolean(false) => Some(None),
+            Value::Boolean(true) => Some(Some(Signal::KILL)),
+            Value::String(s) => Some(Some(self.signal(&Spanned::new(v.span(), s.clone()))?)),
+            _ => {
+                self.error_help(
+                    "`escalate` must be a signal name or false",
+                    v.span(),
+                    "escalate = \"SIGKILL\" (the default) or escalate = false to never escalate",
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn unsupported_health(&mut self, h: &Spanned<String>) {
+        self.error_help(
+            format!("unsupported health check \"{}\"", h.get_ref()),
+            h.span(),
+            "health is \"tcp\" or an http:// URL such as \"http://127.0.0.1:{port}/livez\" (no TLS: health checks are for loopback)",
+        );
     }
 
     /// An http health URL must name a loopback host (unless the policy
@@ -205,14 +304,14 @@ impl Checker<'_> {
     /// `health_status`: codes 100-599 and "a-b" ranges.
     pub(super) fn status_codes(
         &mut self,
-        list: &Spanned<Vec<Spanned<toml::Value>>>,
+        list: &Spanned<Vec<Spanned<Value>>>,
     ) -> Option<StatusCodes> {
         let mut codes = Vec::new();
         let mut ok = true;
         for v in list.get_ref() {
             let parsed = match v.get_ref() {
-                toml::Value::Integer(n) => u16::try_from(*n).ok().map(|c| (c, c)),
-                toml::Value::String(s) => match s.split_once('-') {
+                Value::Integer(n) => u16::try_from(*n).ok().map(|c| (c, c)),
+                Value::String(s) => match s.split_once('-') {
                     Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
                     None => s.parse().ok().map(|c| (c, c)),
                 },
@@ -242,11 +341,18 @@ impl Checker<'_> {
     pub(super) fn signal(&mut self, s: &Spanned<String>) -> Option<Signal> {
         let sig = Signal::parse(s.get_ref());
         if sig.is_none() {
-            let names: Vec<&str> = Signal::ALL.iter().map(|s| s.name).collect();
+            // Compared without the SIG prefix, which is optional.
+            let upper = s.get_ref().to_ascii_uppercase();
+            let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+            let names = Signal::ALL.map(|s| s.name);
+            let help = match suggest::closest(bare, names.map(|n| n.trim_start_matches("SIG"))) {
+                Some(close) => format!("did you mean \"SIG{close}\"?"),
+                None => format!("signals portguard sends: {}", names.join(", ")),
+            };
             self.error_help(
                 format!("unknown signal \"{}\"", s.get_ref()),
                 s.span(),
-                &format!("signals portguard sends: {}", names.join(", ")),
+                &help,
             );
         }
         sig

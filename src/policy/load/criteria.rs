@@ -7,6 +7,7 @@ use crate::policy::limits::{self, Exceeded, SyntaxCost};
 use crate::policy::raw::RawMatch;
 use crate::policy::{ClientsCriterion, Criteria, DirTemplate, Pattern, UserSpec};
 use crate::ports::{port_from_int, PortRange};
+use std::ops::Range;
 use toml::Spanned;
 
 impl Checker<'_> {
@@ -123,7 +124,7 @@ impl Checker<'_> {
             .parse(text)
         {
             Ok(ast) => ast,
-            Err(e) => return self.invalid_regex(r, &e.to_string()),
+            Err(e) => return self.invalid_regex(r, &e.to_string(), e.span()),
         };
         let allowed = SyntaxCost {
             unicode_classes: limits::MAX_UNICODE_CLASSES - self.regex_syntax.unicode_classes,
@@ -157,7 +158,7 @@ impl Checker<'_> {
         }
         let hir = match regex_syntax::hir::translate::Translator::new().translate(text, &ast) {
             Ok(hir) => hir,
-            Err(e) => return self.invalid_regex(r, &e.to_string()),
+            Err(e) => return self.invalid_regex(r, &e.to_string(), e.span()),
         };
         if hir.properties().minimum_len() == Some(0) {
             self.diags.push(
@@ -173,18 +174,56 @@ impl Checker<'_> {
 
     /// A regex that does not parse: the parser's message repeats the
     /// pattern with a caret, which the diagnostic already shows, so only
-    /// its last line is kept.
-    pub(super) fn invalid_regex(&mut self, r: &Spanned<String>, text: &str) -> Option<Pattern> {
+    /// its last line is kept. The marker goes under the part of the
+    /// pattern the parser names (`at`), where that can be placed.
+    pub(super) fn invalid_regex(
+        &mut self,
+        r: &Spanned<String>,
+        text: &str,
+        at: &regex_syntax::ast::Span,
+    ) -> Option<Pattern> {
         let last = text.lines().rev().find(|l| !l.trim().is_empty());
-        self.error_help(
-            format!(
-                "invalid regex: {}",
-                last.unwrap_or(text).trim().trim_start_matches("error: ")
-            ),
-            r.span(),
-            "the syntax is Rust's `regex` crate (no look-around or backreferences)",
+        let what = last.unwrap_or(text).trim().trim_start_matches("error: ");
+        let span = self.span_in_pattern(r, at.start.offset..at.end.offset);
+        self.diags.push(
+            Diagnostic::error(format!("invalid regex: {what}"), Some(span))
+                .with_label(what)
+                .with_help("the syntax is Rust's `regex` crate (no look-around or backreferences)"),
         );
         None
+    }
+
+    /// Where bytes `inner` of the pattern `r` are in the file. Exact when
+    /// the TOML string holds the pattern as written — a literal string
+    /// (`'...'`, `'''...'''`) or a basic string without escapes — and
+    /// otherwise (escapes move every offset) the whole string. At least
+    /// one character wide: a parser's empty span points at a place.
+    pub(super) fn span_in_pattern(&self, r: &Spanned<String>, inner: Range<usize>) -> Range<usize> {
+        let whole = r.span();
+        let pattern = r.get_ref();
+        let written = self.text.get(whole.clone()).unwrap_or("");
+        let Some(delim) = ["'''", "\"\"\"", "'", "\""].into_iter().find(|d| {
+            written.len() >= 2 * d.len() && written.starts_with(d) && written.ends_with(d)
+        }) else {
+            return whole;
+        };
+        let body = &written[delim.len()..written.len() - delim.len()];
+        // A multi-line string drops a line break right after its opening.
+        let skip = match delim.len() {
+            3 if body.starts_with("\r\n") => 2,
+            3 if body.starts_with('\n') => 1,
+            _ => 0,
+        };
+        if &body[skip..] != pattern.as_str() || inner.start > pattern.len() {
+            return whole;
+        }
+        let base = whole.start + delim.len() + skip;
+        let width = pattern
+            .get(inner.start..)
+            .and_then(|rest| rest.chars().next())
+            .map_or(1, char::len_utf8);
+        let end = inner.end.min(pattern.len()).max(inner.start + width);
+        base + inner.start..base + end
     }
 
     pub(super) fn regex_limit(
@@ -219,9 +258,10 @@ impl Checker<'_> {
                     }
                 },
                 _ => {
-                    cx.error(
+                    cx.error_help(
                         "`user` is a user name, a uid, \"$self\", or a list of them",
                         v.span(),
+                        "for example: match.user = \"$self\", match.user = 1000 or match.user = [\"root\", 1000]",
                     );
                     None
                 }

@@ -12,6 +12,10 @@ mod cases;
 mod criteria;
 mod read;
 mod rules;
+mod schema;
+mod structure;
+mod suggest;
+mod syntax;
 #[cfg(test)]
 mod tests;
 
@@ -24,10 +28,13 @@ use super::{
     UserSpec,
 };
 use crate::diagnostic::{Diagnostic, Severity, SourceIndex};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
+use structure::Outline;
+use toml::de::DeTable;
 use toml::Spanned;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(3);
@@ -38,8 +45,16 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// Long enough for a supervisor's immediate restart (systemd's default
 /// `RestartSec` is 100 ms), short enough not to slow a hook noticeably.
 const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
+
 /// Checks policy `text` that came from `source`. Warnings are kept in
 /// [`Policy::warnings`]; any error makes the whole policy invalid.
+///
+/// Every problem is reported, not only the first: the structure of the
+/// whole file first (unknown keys, missing keys, wrong types:
+/// [`structure`]), then the values and how they fit together, for every
+/// part whose structure is sound (and each well-formed value of a part
+/// whose structure is not). Only a TOML syntax error ends the check: the
+/// parser cannot go on after it.
 pub fn load_source(text: &str, source: PolicySource) -> Result<Policy, PolicyError> {
     let mut cx = Checker {
         text,
@@ -49,12 +64,29 @@ pub fn load_source(text: &str, source: PolicySource) -> Result<Policy, PolicyErr
         regex_text: 0,
         regex_syntax: SyntaxCost::default(),
         regex_limit_hit: false,
+        defaults_uncertain: false,
     };
-    let policy = match toml::from_str::<RawPolicy>(text) {
-        Ok(raw) => cx.policy(raw, &source),
+    let policy = match DeTable::parse(text) {
+        Ok(doc) => {
+            let span = doc.span();
+            let mut doc = doc.into_inner();
+            let outline = structure::check(&mut doc, text, &mut cx.diags);
+            let de = toml::de::Deserializer::from(Spanned::new(span, doc));
+            match RawPolicy::deserialize(de) {
+                Ok(raw) => cx.policy(raw, &source, outline),
+                Err(e) => {
+                    // Only what the structural check let through reaches
+                    // serde: this is a gap in that check, reported as serde
+                    // words it rather than lost.
+                    cx.diags
+                        .push(Diagnostic::error(e.message().trim().to_string(), e.span()));
+                    None
+                }
+            }
+        }
         Err(e) => {
             cx.diags
-                .push(Diagnostic::error(e.message().trim().to_string(), e.span()));
+                .push(syntax::diagnostic(text, e.message(), e.span()));
             None
         }
     };
@@ -89,6 +121,10 @@ struct Checker<'a> {
     /// A regex limit was exceeded: the policy is invalid, and the regexes
     /// after it are not parsed.
     regex_limit_hit: bool,
+    /// `[defaults]` is broken: what a rule takes from it is not known, so
+    /// checks that depend on it (grace shorter than timeout) are left out
+    /// rather than made against values the author did not write.
+    defaults_uncertain: bool,
 }
 
 impl Checker<'_> {
@@ -119,7 +155,12 @@ impl Checker<'_> {
             .push(Diagnostic::error(message, Some(span)).with_help(help));
     }
 
-    pub(super) fn policy(&mut self, raw: RawPolicy, source: &PolicySource) -> Option<Policy> {
+    pub(super) fn policy(
+        &mut self,
+        raw: RawPolicy,
+        source: &PolicySource,
+        outline: Outline<'_>,
+    ) -> Option<Policy> {
         let defaults = self.defaults(raw.defaults.as_ref());
         // Rules are still checked against the built-in defaults when
         // `[defaults]` is broken, so every problem in the file is reported.
@@ -129,23 +170,14 @@ impl Checker<'_> {
             timeout: DEFAULT_TIMEOUT,
             settle: DEFAULT_SETTLE,
         };
+        self.defaults_uncertain = outline.loose_defaults || defaults.is_none();
         let rule_defaults = defaults.as_ref().unwrap_or(&fallback);
         self.check_counts(&raw);
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        self.duplicate_names(&outline.rule_names);
         let mut rules = Vec::new();
         for spanned in &raw.rule {
             let line = self.line_of(spanned.span().start);
             let r = spanned.get_ref();
-            if let Some(first) = seen.get(r.name.get_ref()) {
-                let help = format!("the first rule with this name is at line {first}");
-                self.error_help(
-                    format!("duplicate rule name `{}`", r.name.get_ref()),
-                    r.name.span(),
-                    &help,
-                );
-            } else {
-                seen.insert(r.name.get_ref().clone(), line);
-            }
             let errors_before = self.error_count();
             match self.rule(r, line, rule_defaults) {
                 Some(rule) => rules.push(rule),
@@ -160,12 +192,19 @@ impl Checker<'_> {
                 None => {}
             }
         }
+        for loose in outline.loose_rules {
+            self.loose_rule(loose);
+        }
         self.lint(&rules);
-        let rule_names: Vec<&str> = raw
-            .rule
+        // A test case may name a rule with a structural error, but not a
+        // rule that is not there; when some rule has no name, which names
+        // are there is not known.
+        let rule_names: Vec<&str> = outline
+            .rule_names
             .iter()
-            .map(|r| r.get_ref().name.get_ref().as_str())
+            .map(|(name, _)| name.get_ref().as_str())
             .collect();
+        let rule_names = outline.all_rules_named.then_some(rule_names.as_slice());
         let self_rules: Vec<&Rule> = rules
             .iter()
             .filter(|r| {
@@ -178,8 +217,11 @@ impl Checker<'_> {
         let tests: Vec<TestCase> = raw
             .test
             .iter()
-            .filter_map(|t| self.test_case(t, &rule_names, &self_rules))
+            .filter_map(|t| self.test_case(t, rule_names, &self_rules))
             .collect();
+        for loose in outline.loose_tests {
+            self.loose_test(loose, rule_names);
+        }
         let defaults = defaults?;
         let name = raw
             .name
@@ -195,5 +237,46 @@ impl Checker<'_> {
             warnings: Vec::new(),
             text: self.text.to_string(),
         })
+    }
+
+    /// Reads the value of `key` out of a table with a structural error
+    /// (reported): what is left in it has the right type, so this fails
+    /// only on a gap in the structural check — reported, in serde's words,
+    /// rather than lost.
+    pub(super) fn take<T: serde::de::DeserializeOwned>(
+        &mut self,
+        t: &mut DeTable<'_>,
+        key: &str,
+    ) -> Option<T> {
+        let value = t.remove(key)?;
+        let span = value.span();
+        match T::deserialize(toml::de::ValueDeserializer::from(value)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.diags.push(Diagnostic::error(
+                    e.message().trim().to_string(),
+                    e.span().or(Some(span)),
+                ));
+                None
+            }
+        }
+    }
+
+    /// Every rule name used a second time (rules with a structural error
+    /// included), pointing at the first.
+    fn duplicate_names(&mut self, names: &[(Spanned<String>, Range<usize>)]) {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (name, header) in names {
+            if let Some(first) = seen.get(name.get_ref().as_str()) {
+                let help = format!("the first rule with this name is at line {first}");
+                self.error_help(
+                    format!("duplicate rule name `{}`", name.get_ref()),
+                    name.span(),
+                    &help,
+                );
+            } else {
+                seen.insert(name.get_ref(), self.line_of(header.start));
+            }
+        }
     }
 }

@@ -2,10 +2,12 @@
 //! on, a rule's keys checked against its action, and the warnings of a
 //! policy that works but probably not as meant.
 
+use super::actions::Settings;
+use super::structure::Loose;
 use super::{Checker, DEFAULT_GRACE, DEFAULT_SETTLE, DEFAULT_TIMEOUT};
 use crate::diagnostic::Diagnostic;
 use crate::policy::limits;
-use crate::policy::raw::{RawDefaults, RawPolicy, RawRule};
+use crate::policy::raw::{RawDefaults, RawMatch, RawPolicy, RawRule};
 use crate::policy::{Action, ActionKind, Defaults, Rule};
 use std::ops::Range;
 use toml::Spanned;
@@ -91,11 +93,15 @@ impl Checker<'_> {
         };
         let criteria = self.criteria(r.matcher.as_ref());
         let kind = self.action_kind(&r.action);
-        let then = match &r.then {
-            Some(t) => Some((self.action_kind(t)?, t.span())),
-            None => None,
+        let then = r.then.as_ref().map(|t| (self.action_kind(t), t.span()));
+        let (Some(kind), Some(then)) = (
+            kind,
+            then.map_or(Some(None), |(t, span)| Some(Some((t?, span)))),
+        ) else {
+            // Which settings belong is not known: each is checked alone.
+            self.each_setting(&Settings::of(r));
+            return None;
         };
-        let kind = kind?;
         // Which keys are allowed: the action's own settings, plus the
         // fallback's when the rule names one.
         let mut settings_ok = true;
@@ -106,16 +112,11 @@ impl Checker<'_> {
                 .is_some_and(|(t, _)| t.settings().contains(&key) && key != "then");
             if !own && !fallback {
                 settings_ok = false;
-                let owners: Vec<&str> = [
-                    ActionKind::Terminate,
-                    ActionKind::Wait,
-                    ActionKind::Refuse,
-                    ActionKind::Reuse,
-                ]
-                .into_iter()
-                .filter(|k| k.settings().contains(&key))
-                .map(ActionKind::as_str)
-                .collect();
+                let owners: Vec<&str> = ActionKind::ALL
+                    .into_iter()
+                    .filter(|k| k.settings().contains(&key))
+                    .map(ActionKind::as_str)
+                    .collect();
                 let help = if key == "then" {
                     "only \"wait\" and \"reuse\" fall back to another action".to_string()
                 } else {
@@ -141,14 +142,15 @@ impl Checker<'_> {
                 settings_ok = false;
             }
         }
-        let fallback = match &then {
-            Some((t, _)) => Some(Box::new(self.action(*t, r, defaults, None, true)?)),
-            None => None,
-        };
-        let action = self.action(kind, r, defaults, fallback, false)?;
-        if !settings_ok {
+        let fallback = then
+            .as_ref()
+            .map(|(t, _)| self.action(*t, r, defaults, None, true));
+        let fallback_ok = !matches!(fallback, Some(None));
+        let action = self.action(kind, r, defaults, fallback.flatten().map(Box::new), false);
+        if !settings_ok || !fallback_ok {
             return None;
         }
+        let action = action?;
         Some(Rule {
             name: r.name.get_ref().clone(),
             description: r.description.clone(),
@@ -236,5 +238,45 @@ impl Checker<'_> {
                 break;
             }
         }
+    }
+
+    /// A rule with a structural error (reported): each of its well-formed
+    /// values is still checked on its own, so a bad regex or duration in it
+    /// shows in the same run. How its keys fit together (which settings
+    /// belong to the action, grace shorter than timeout) is not: with a key
+    /// missing or misspelt, that would report mistakes that are not there.
+    pub(super) fn loose_rule(&mut self, mut loose: Loose<'_>) {
+        let t = &mut loose.table;
+        for key in ["action", "then"] {
+            if let Some(kind) = self.take::<Spanned<String>>(t, key) {
+                self.action_kind(&kind);
+            }
+        }
+        if let Some(ports) = self.take(t, "ports") {
+            self.ports(&ports);
+        }
+        if let Some(m) = self.take::<RawMatch>(t, "match") {
+            self.criteria(Some(&m));
+        }
+        let signal = self.take(t, "signal");
+        let grace = self.take(t, "grace");
+        let timeout = self.take(t, "timeout");
+        let escalate = self.take(t, "escalate");
+        let health = self.take(t, "health");
+        let health_body = self.take(t, "health_body");
+        let health_status = self.take(t, "health_status");
+        let health_any_host = self.take::<bool>(t, "health_any_host").unwrap_or(false);
+        let message = self.take(t, "message");
+        self.each_setting(&Settings {
+            signal: signal.as_ref(),
+            grace: grace.as_ref(),
+            timeout: timeout.as_ref(),
+            escalate: escalate.as_ref(),
+            health: health.as_ref(),
+            health_body: health_body.as_ref(),
+            health_status: health_status.as_ref(),
+            health_any_host,
+            message: message.as_ref(),
+        });
     }
 }

@@ -609,3 +609,614 @@ fn reading_a_policy_never_blocks_and_is_bounded() {
     let err = load_file(Path::new("/proc/self/status")).unwrap_err();
     assert!(matches!(err, PolicyError::Invalid(_)), "{err}");
 }
+
+// --- Every structural error (issue 13) ------------------------------
+
+/// Every error of `text`: (line, message, help).
+fn errors(text: &str) -> Vec<(usize, String, String)> {
+    let inv = load(text).expect_err("policy should be invalid");
+    inv.diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| {
+            let line = d.span.as_ref().map_or(0, |s| line_col(text, s.start).0);
+            (line, d.message.clone(), d.help.clone().unwrap_or_default())
+        })
+        .collect()
+}
+
+/// The help of the single error of `text`, which must mention `needle`.
+fn help_of_one(text: &str, needle: &str) -> String {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{text}: {errs:#?}");
+    assert!(errs[0].1.contains(needle), "{text}: {errs:#?}");
+    errs[0].2.clone()
+}
+
+#[test]
+fn two_misspelt_keys_are_two_errors() {
+    let errs = errors(&format!("{RULE}match.cmdlne = 'x'\nacton = \"refuse\"\n"));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(errs[0].0, 3);
+    assert_eq!(errs[0].1, "unknown key `cmdlne` in `match`");
+    assert_eq!(errs[0].2, "did you mean `cmdline`?");
+    // The misspelt `action` is not also reported missing.
+    assert_eq!(errs[1].1, "unknown key `acton` in [[rule]]");
+    assert_eq!(errs[1].2, "did you mean `action`?");
+}
+
+#[test]
+fn unknown_keys_are_reported_in_every_table() {
+    let text = r#"nmae = "p"
+[defaults]
+grcae = "1s"
+[[rule]]
+name = "r"
+action = "refuse"
+healthbody = "ok"
+match.exe = 'x'
+match.usr = 0
+match.clients = { dir = "d", live = true, alive = true }
+[[test]]
+name = "t"
+port = 1
+proto = "tcp"
+expect = { rule = "r", outcom = "refused" }
+clients = { lives = [1] }
+owners = [{ pid = 4, uid = 1, colour = "red", container = { name = "c", image = "i", tag = "x" } }]
+"#;
+    let errs = errors(text);
+    let got: Vec<(usize, &str, &str)> = errs
+        .iter()
+        .map(|(l, m, h)| (*l, m.as_str(), h.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "unknown key `nmae` in the policy", "did you mean `name`?"),
+            (3, "unknown key `grcae` in [defaults]", "did you mean `grace`?"),
+            (7, "unknown key `healthbody` in [[rule]]", "did you mean `health_body`?"),
+            (9, "unknown key `usr` in `match`", "did you mean `user`?"),
+            (10, "unknown key `alive` in `match.clients`", "did you mean `live`?"),
+            (14, "unknown key `proto` in [[test]]", "did you mean `protocol`?"),
+            (15, "unknown key `outcom` in `expect`", "did you mean `outcome`?"),
+            (16, "unknown key `lives` in a test's `clients`", "did you mean `live`?"),
+            (17, "unknown key `colour` in a test owner", "the keys of a test owner are pid, ppid, user, uid, exe, cmdline, orphan, addr, unit, unit_user, container"),
+            (17, "unknown key `tag` in an owner's `container`", "the keys of an owner's `container` are name, image, id"),
+        ],
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn keys_in_the_wrong_table_say_where_they_belong() {
+    let help = help_of_one(
+        &format!("{RULE}action = \"refuse\"\ncmdline = 'x'\n"),
+        "unknown key `cmdline` in [[rule]]",
+    );
+    assert_eq!(help, "`cmdline` is a criterion: write `match.cmdline`");
+    let help = help_of_one("timeout = \"1s\"\n", "unknown key `timeout` in the policy");
+    assert_eq!(help, "`timeout` belongs in [defaults]");
+    let help = help_of_one("[defaults]\nsignal = \"SIGINT\"\n", "unknown key `signal`");
+    assert!(
+        help.starts_with("`signal` is a setting of a rule"),
+        "{help}"
+    );
+    let help = help_of_one(
+        &format!("{RULE}action = \"refuse\"\nmatch.action = \"wait\"\n"),
+        "unknown key `action` in `match`",
+    );
+    assert_eq!(
+        help,
+        "`action` belongs to the rule itself, not to its `match`"
+    );
+    let help = help_of_one(
+        &format!("{RULE}action = \"refuse\"\n[[test]]\nname = \"t\"\nport = 1\nexpect.action = \"refuse\"\nrule = \"r\"\n"),
+        "unknown key `rule` in [[test]]",
+    );
+    assert_eq!(help, "`rule` is an expectation: write `expect.rule`");
+}
+
+#[test]
+fn every_missing_required_key_is_reported() {
+    let text = r#"[[rule]]
+description = "nameless"
+[[rule]]
+name = "no action"
+match.clients = { }
+[[test]]
+owners = [{ container = { id = "x" } }]
+"#;
+    let errs = errors(text);
+    let got: Vec<(usize, &str, &str)> = errs
+        .iter()
+        .map(|(l, m, h)| (*l, m.as_str(), h.as_str()))
+        .collect();
+    let action_help = "add `action = \"refuse\"`; the actions are \"terminate\", \"wait\", \"refuse\" and \"reuse\"";
+    assert_eq!(
+        got,
+        vec![
+            (1, "this rule has no `name`", "add `name = \"my-server\"`"),
+            (1, "this rule has no `action`", action_help),
+            (3, "rule `no action` has no `action`", action_help),
+            (
+                5,
+                "`match.clients` has no `dir`",
+                "add `dir = \"~/.cache/app/clients\"`"
+            ),
+            (5, "`match.clients` has no `live`", "add `live = false`"),
+            (
+                6,
+                "this test case has no `name`",
+                "add `name = \"a stale server is terminated\"`"
+            ),
+            (6, "this test case has no `port`", "add `port = 8080`"),
+            (
+                6,
+                "this test case has no `expect`",
+                "add `expect = { rule = \"my-server\", action = \"terminate\" }`"
+            ),
+            (7, "`container` has no `name`", "add `name = \"db\"`"),
+            (
+                7,
+                "`container` has no `image`",
+                "add `image = \"postgres:16\"`"
+            ),
+        ],
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn wrong_types_say_how_to_write_the_value() {
+    for (body, message, help) in [
+        (
+            "action = \"wait\"\ntimeout = 10",
+            "wrong type for `timeout`: expected a duration string, found an integer",
+            "durations are strings like \"10s\": timeout = \"10s\"",
+        ),
+        (
+            "action = \"refuse\"\nports = \"8080\"",
+            "wrong type for `ports`: expected an array, found a string",
+            "`ports` is a list: ports = [8080]",
+        ),
+        (
+            "action = \"refuse\"\nports = \"8000-8010\"",
+            "wrong type for `ports`",
+            "`ports` is a list: ports = [\"8000-8010\"]",
+        ),
+        (
+            "action = \"refuse\"\nports = 8080",
+            "wrong type for `ports`: expected an array, found an integer",
+            "`ports` is a list: ports = [8080]",
+        ),
+        (
+            "action = \"refuse\"\nmatch.orphan = \"yes\"",
+            "wrong type for `orphan`: expected true or false, found a string",
+            "`orphan` is true or false, without quotes: orphan = true",
+        ),
+        (
+            "action = \"refuse\"\nmatch.user = true",
+            "`user` is a user name, a uid, \"$self\", or a list of them",
+            "for example: match.user = \"$self\", match.user = 1000 or match.user = [\"root\", 1000]",
+        ),
+        (
+            "action = 1",
+            "wrong type for `action`: expected a string, found an integer",
+            "`action` is a string, in quotes: action = \"refuse\"",
+        ),
+        (
+            "action = \"refuse\"\nmatch = 'node'",
+            "wrong type for `match`: expected a table, found a string",
+            "`match` is a table: match.cmdline = '^node '",
+        ),
+        (
+            "action = \"reuse\"\nhealth = \"tcp\"\nhealth_status = 200",
+            "wrong type for `health_status`",
+            "`health_status` is a list: health_status = [200]",
+        ),
+    ] {
+        let text = format!("{RULE}{body}\n");
+        let got = help_of_one(&text, message);
+        assert_eq!(got, help, "{body}");
+    }
+}
+
+#[test]
+fn a_rule_table_with_single_brackets_is_named_as_such() {
+    let errs = errors("[rule]\nname = \"r\"\naction = \"refuse\"\n");
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].0, 1);
+    assert_eq!(
+        errs[0].1,
+        "`[rule]` makes `rule` a single table, but it is an array of tables"
+    );
+    assert_eq!(
+        errs[0].2,
+        "write `[[rule]]`, with two brackets: each `[[rule]]` header starts one rule"
+    );
+    // A rule given inline is the same mistake, worded by its type.
+    let errs = errors("rule = { name = \"r\", action = \"refuse\" }\n");
+    assert_eq!(
+        errs[0].1,
+        "wrong type for `rule`: expected an array of tables, found a table"
+    );
+    assert!(
+        errs[0].2.contains("write `[[rule]]`, with two brackets"),
+        "{errs:#?}"
+    );
+    let errs = errors("[[defaults]]\naction = \"wait\"\n");
+    assert_eq!(errs[0].2, "write `[defaults]`, with single brackets, once");
+}
+
+#[test]
+fn test_case_values_of_the_wrong_type() {
+    let case = |body: &str| {
+        format!("{RULE}action = \"refuse\"\n[[test]]\nname = \"t\"\nexpect = {{ rule = \"r\" }}\n{body}\n")
+    };
+    for (body, message, help) in [
+        (
+            "port = \"8080\"",
+            "wrong type for `port`: expected an integer, found a string",
+            "`port` is a number, without quotes: port = 8080",
+        ),
+        (
+            "port = 1\nowners = [{ uid = 1, cmdline = \"node server.js\" }]",
+            "wrong type for `cmdline`",
+            "`cmdline` is a list of strings, one per argument: cmdline = [\"node\", \"server.js\"]",
+        ),
+        (
+            "port = 1\nowners = [{ uid = -1 }]",
+            "`uid` is out of range: -1",
+            "`uid` is a number from 0 to 4294967295",
+        ),
+        (
+            "port = 1\nclients = { live = [1, -2] }",
+            "wrong type for an element of `live`: expected a number from 0 to 4294967295, found `-2`",
+            "for example: live = [4243]",
+        ),
+        (
+            "port = 1\n[test.owners]\nuid = 1",
+            "`[test.owners]` makes `owners` a single table",
+            "write `[[test.owners]]`, with two brackets: each `[[test.owners]]` header starts one owner",
+        ),
+    ] {
+        assert_eq!(help_of_one(&case(body), message), help, "{body}");
+    }
+    let help = help_of_one(
+        &format!(
+            "{RULE}action = \"refuse\"\n[[test]]\nname = \"t\"\nport = 1\nexpect = \"refuse\"\n"
+        ),
+        "wrong type for `expect`",
+    );
+    assert_eq!(
+        help,
+        "`expect` is a table: expect = { action = \"refuse\" }"
+    );
+}
+
+#[test]
+fn integers_too_large_for_64_bits_are_an_error_where_they_are() {
+    let errs = errors(&format!(
+        "{RULE}action = \"refuse\"\nmatch.user = [1, 99999999999999999999]\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].0, 4);
+    assert!(errs[0].1.contains("99999999999999999999"), "{errs:#?}");
+}
+
+#[test]
+fn actions_signals_and_names_suggest_the_close_one() {
+    for (body, message, help) in [
+        (
+            "action = \"termiante\"",
+            "unknown action \"termiante\"",
+            "did you mean \"terminate\"?",
+        ),
+        (
+            "action = \"explode\"",
+            "unknown action \"explode\"",
+            "actions are \"terminate\", \"wait\", \"refuse\" and \"reuse\"",
+        ),
+        (
+            "action = \"wait\"\nthen = \"refuze\"",
+            "unknown action \"refuze\"",
+            "did you mean \"refuse\"?",
+        ),
+        (
+            "action = \"terminate\"\nsignal = \"SIGTREM\"",
+            "unknown signal \"SIGTREM\"",
+            "did you mean \"SIGTERM\"?",
+        ),
+        (
+            "action = \"terminate\"\nescalate = \"KILLL\"",
+            "unknown signal \"KILLL\"",
+            "did you mean \"SIGKILL\"?",
+        ),
+        (
+            "action = \"terminate\"\nsignal = \"SIGSTOP\"",
+            "unknown signal \"SIGSTOP\"",
+            "signals portguard sends: SIGTERM, SIGKILL",
+        ),
+    ] {
+        let got = help_of_one(&format!("{RULE}{body}\nmatch.user = 0\n"), message);
+        assert!(got.starts_with(help), "{body}: {got}");
+    }
+    // A test case's expectations too.
+    let case = |expect: &str| {
+        format!("{RULE}action = \"refuse\"\n[[rule]]\nname = \"vite-dev\"\naction = \"refuse\"\n[[test]]\nname = \"t\"\nport = 1\nprotocol = \"tpc\"\nexpect = {expect}\n")
+    };
+    let errs = errors(&case(
+        "{ rule = \"vite-dv\", action = \"wiat\", outcome = \"refsued\" }",
+    ));
+    let helps: Vec<&str> = errs.iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(
+        helps,
+        [
+            "did you mean `vite-dev`?",
+            "did you mean \"wait\"?",
+            "did you mean \"refused\"?",
+            "did you mean \"tcp\"?",
+        ],
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn bad_regexes_are_underlined_where_the_parser_points() {
+    // (pattern as written, the text the marker must cover)
+    for (written, marked) in [
+        ("'^/usr/bin/(node$'", "("),
+        ("\"^/usr/bin/(node$\"", "("),
+        ("'a{2,1}'", "{2,1}"),
+        ("'x[z-a]'", "z-a"),
+        ("'''\nab(c'''", "("),
+        ("'é(x'", "("),
+    ] {
+        let text = format!("{RULE}action = \"refuse\"\nmatch.cmdline = {written}\n");
+        let inv = load(&text).expect_err(written);
+        let span = inv.diagnostics[0].span.clone().unwrap();
+        assert_eq!(&text[span], marked, "{written}: {}", inv.render_all());
+    }
+    // With an escape in the string, offsets in the pattern are not
+    // offsets in the file: the whole string is marked.
+    let text = format!("{RULE}action = \"refuse\"\nmatch.cmdline = \"\\\\d(\"\n");
+    let inv = load(&text).expect_err("unclosed");
+    let span = inv.diagnostics[0].span.clone().unwrap();
+    assert_eq!(&text[span], "\"\\\\d(\"", "{}", inv.render_all());
+}
+
+#[test]
+fn a_structurally_broken_rule_still_has_its_values_checked() {
+    // The unknown key is reported, and so are the bad regex, duration and
+    // signal beside it; how keys fit together is not (`grcae` may be the
+    // grace the author meant, so a default grace over the timeout is no
+    // error of theirs).
+    let errs = errors(&format!(
+        "{RULE}action = \"terminate\"\ngrcae = \"1s\"\ntimeout = \"2s\"\nmatch.cmdline = '('\nsignal = \"SIGTREM\"\n[[rule]]\nname = \"s\"\nacton = \"wait\"\ntimeout = \"5 parsecs\"\nports = [0]\n"
+    ));
+    let messages: Vec<&str> = errs.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "unknown key `grcae` in [[rule]]",
+            "invalid regex: unclosed group",
+            "unknown signal \"SIGTREM\"",
+            "unknown key `acton` in [[rule]]",
+            "invalid duration \"5 parsecs\": unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)",
+            "invalid port '0': ports are 1-65535",
+        ],
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn an_unknown_action_does_not_hide_the_other_settings() {
+    let errs = errors(&format!("{RULE}action = \"wiat\"\ntimeout = \"soon\"\n"));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    let errs = errors(&format!(
+        "{RULE}action = \"terminate\"\nsignal = \"NOPE\"\ngrace = \"soon\"\nescalate = 3\nmatch.user = 0\n"
+    ));
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+#[test]
+fn broken_defaults_give_no_verdict_on_what_rules_take_from_them() {
+    // `timout` was meant for [defaults]; the rule's grace is not compared
+    // with a timeout the author did not write.
+    let errs = errors(&format!(
+        "[defaults]\ntimout = \"30s\"\n{RULE}action = \"terminate\"\ngrace = \"15s\"\nmatch.user = 0\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].2, "did you mean `timeout`?");
+}
+
+#[test]
+fn names_of_broken_rules_still_count() {
+    // A test case may expect a rule that has a structural error...
+    let errs = errors(&format!(
+        "{RULE}acton = \"refuse\"\n[[test]]\nname = \"t\"\nport = 1\nexpect = {{ rule = \"r\" }}\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    // ...and a name is taken even when its rule is broken.
+    let errs = errors(&format!(
+        "{RULE}acton = \"refuse\"\n{RULE}action = \"refuse\"\n"
+    ));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(errs[1].1, "duplicate rule name `r`");
+    // When a rule has no name, a test naming an unknown rule is not judged.
+    let errs = errors(
+        "[[rule]]\naction = \"refuse\"\n[[test]]\nname = \"t\"\nport = 1\nexpect = { rule = \"x\" }\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+}
+
+#[test]
+fn a_broken_test_case_still_has_its_values_checked() {
+    let errs = errors(&format!(
+        "{RULE}action = \"refuse\"\n[[test]]\nname = \"t\"\nport = 0\nself = -1\nexpect = {{ rule = \"q\", action = \"nope\" }}\nowners = [{{ pid = 1, colour = 1 }}]\n"
+    ));
+    let messages: Vec<&str> = errs.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(messages.len(), 5, "{errs:#?}");
+    assert!(
+        messages.contains(&"unknown key `colour` in a test owner"),
+        "{errs:#?}"
+    );
+    assert!(messages.contains(&"uid -1 is out of range"), "{errs:#?}");
+    assert!(
+        messages.contains(&"test \"t\" expects rule `q`, which the policy does not have"),
+        "{errs:#?}"
+    );
+    // Its owners are not: the one above has no uid, which is not reported.
+    assert!(
+        !messages.iter().any(|m| m.contains("no `uid`")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn syntax_errors_are_one_diagnostic_with_help() {
+    let errs = errors("[[rule]]\nname = \"r\"\naction = terminate\n");
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].0, 3);
+    assert_eq!(errs[0].2, "strings go in quotes: action = \"terminate\"");
+}
+
+mod random_files {
+    //! For random files built from the format's keys (and a few that are
+    //! not) with values of every type: the structural check catches every
+    //! structural error, so nothing reaches serde to stop the report.
+    use super::*;
+    use proptest::prelude::*;
+
+    const VALUES: &[&str] = &[
+        "\"s\"",
+        "'x('",
+        "\"10s\"",
+        "\"terminate\"",
+        "\"$self\"",
+        "10",
+        "-1",
+        "99999999999999999999",
+        "0x7fffffffffffffff",
+        "true",
+        "1.5",
+        "1979-05-27",
+        "[]",
+        "[1, \"a\"]",
+        "[\"a\", \"b\"]",
+        "[[1]]",
+        "{ a = 1 }",
+        "{ dir = \"d\", live = true }",
+        "{ rule = \"r\" }",
+        "[{ pid = 1, uid = 2 }]",
+        "[{ colour = 1 }, 2]",
+        "{ name = \"c\" }",
+    ];
+    const DEFAULTS_KEYS: &[&str] = &["action", "grace", "timeout", "settle", "grcae"];
+    const RULE_KEYS: &[&str] = &[
+        "ports",
+        "then",
+        "signal",
+        "grace",
+        "timeout",
+        "escalate",
+        "message",
+        "health",
+        "health_body",
+        "health_status",
+        "health_any_host",
+        "match.cmdline",
+        "match.user",
+        "match.orphan",
+        "match.clients",
+        "match.clients.dir",
+        "match.bogus",
+        "acton",
+        "match",
+    ];
+    const TEST_KEYS: &[&str] = &[
+        "protocol",
+        "self",
+        "expect.rule",
+        "owners",
+        "clients",
+        "clients.live",
+        "prot",
+    ];
+
+    fn table(keys: &'static [&'static str]) -> impl Strategy<Value = String> {
+        proptest::collection::btree_map(
+            proptest::sample::select(keys),
+            proptest::sample::select(VALUES),
+            0..6,
+        )
+        .prop_map(|m| m.iter().map(|(k, v)| format!("{k} = {v}\n")).collect())
+    }
+
+    /// A table of `keys`, often after the keys that make it complete (so
+    /// the paths for sound tables are taken too).
+    fn complete_or_not(
+        complete: &'static str,
+        keys: &'static [&'static str],
+    ) -> impl Strategy<Value = String> {
+        (any::<bool>(), table(keys)).prop_map(move |(whole, rest)| {
+            if whole {
+                format!("{complete}{rest}")
+            } else {
+                rest
+            }
+        })
+    }
+
+    fn file() -> impl Strategy<Value = String> {
+        (
+            proptest::option::of(proptest::sample::select(VALUES)),
+            proptest::option::of(table(DEFAULTS_KEYS)),
+            proptest::collection::vec(
+                complete_or_not("name = \"r\"\naction = \"refuse\"\n", RULE_KEYS),
+                0..4,
+            ),
+            proptest::collection::vec(
+                complete_or_not(
+                    "name = \"t\"\nport = 1\nexpect.action = \"refuse\"\n",
+                    TEST_KEYS,
+                ),
+                0..3,
+            ),
+            any::<bool>(),
+        )
+            .prop_map(|(name, defaults, rules, tests, single)| {
+                let mut text = String::new();
+                if let Some(name) = name {
+                    text.push_str(&format!("name = {name}\n"));
+                }
+                if let Some(d) = defaults {
+                    text.push_str(&format!("[defaults]\n{d}"));
+                }
+                for r in rules {
+                    let header = if single { "[rule]" } else { "[[rule]]" };
+                    text.push_str(&format!("{header}\n{r}"));
+                }
+                for t in tests {
+                    text.push_str(&format!("[[test]]\n{t}"));
+                }
+                text
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+        #[test]
+        fn nothing_structural_reaches_serde(text in file()) {
+            if let Err(inv) = load(&text) {
+                for d in &inv.diagnostics {
+                    for serde_words in ["invalid type", "missing field", "unknown field", "invalid value", "invalid length"] {
+                        prop_assert!(!d.message.contains(serde_words), "{text}\n{}", inv.render_all());
+                    }
+                    prop_assert!(d.span.is_some(), "{text}\n{}", inv.render_all());
+                }
+            }
+        }
+    }
+}
