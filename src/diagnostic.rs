@@ -27,6 +27,9 @@ pub struct Diagnostic {
     pub message: String,
     /// Byte range in the source; `None` for problems of the whole file.
     pub span: Option<Range<usize>>,
+    /// A few words under the span (`^^^^ unknown key`), as rustc labels
+    /// its markers.
+    pub label: Option<String>,
     /// How to fix it, when there is something useful to say.
     pub help: Option<String>,
 }
@@ -38,6 +41,7 @@ impl Diagnostic {
             severity: Severity::Error,
             message: message.into(),
             span,
+            label: None,
             help: None,
         }
     }
@@ -48,8 +52,15 @@ impl Diagnostic {
             severity: Severity::Warning,
             message: message.into(),
             span,
+            label: None,
             help: None,
         }
+    }
+
+    /// Adds a label under the span.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
     }
 
     /// Adds a help line.
@@ -125,13 +136,19 @@ const CONTEXT_CHARS: usize = 80;
 /// Renders `diag` for a terminal:
 ///
 /// ```text
-/// error: unknown field `acton`
+/// error: unknown key `acton` in [[rule]]
 ///  --> policy.toml:7:1
 ///   |
 /// 7 | acton = "terminate"
-///   | ^^^^^
-///   = help: ...
+///   | ^^^^^ unknown key
+///   |
+///   = help: did you mean `action`?
+///
 /// ```
+///
+/// rustc's layout: the arrow and the bars indented by the width of the
+/// line number, a label after the marker, the help set off by a bar, and a
+/// blank line after each diagnostic.
 pub fn render(diag: &Diagnostic, file: &str, source: &str) -> String {
     render_indexed(diag, file, &SourceIndex::new(source))
 }
@@ -143,14 +160,24 @@ pub fn render_indexed(diag: &Diagnostic, file: &str, index: &SourceIndex<'_>) ->
         Severity::Error => "error",
         Severity::Warning => "warning",
     };
-    let _ = writeln!(out, "{label}: {}", diag.message);
+    // Messages and help quote keys and values from the policy: shown
+    // inert, like the offending line.
+    let _ = writeln!(
+        out,
+        "{label}: {}",
+        crate::terminal::printable(&diag.message)
+    );
     match &diag.span {
         Some(span) => {
             let (line, col) = index.line_col(span.start);
-            let _ = writeln!(out, " --> {file}:{line}:{col}");
+            let gutter = " ".repeat(line.to_string().len());
+            let _ = writeln!(
+                out,
+                "{gutter}--> {}:{line}:{col}",
+                crate::terminal::printable(file)
+            );
             let (line_start, line_end) = index.line_range(line);
             let text = &index.text[line_start..line_end];
-            let gutter = " ".repeat(line.to_string().len());
             // The marker covers the span, but stays on the first line.
             let start_in_line = span.start.saturating_sub(line_start).min(text.len());
             let end_in_line = span.end.saturating_sub(line_start).min(text.len());
@@ -177,23 +204,30 @@ pub fn render_indexed(diag: &Diagnostic, file: &str, index: &SourceIndex<'_>) ->
                 "{line} | {lead}{}{tail}",
                 crate::terminal::printable(&shown)
             );
+            let label = diag
+                .label
+                .as_ref()
+                .map(|l| format!(" {}", crate::terminal::printable(l)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{gutter} | {}{}",
+                "{gutter} | {}{}{label}",
                 " ".repeat(col - 1 - skip + lead.chars().count()),
                 "^".repeat(width.min(CONTEXT_CHARS))
             );
             if let Some(help) = &diag.help {
-                let _ = writeln!(out, "{gutter} = help: {help}");
+                let _ = writeln!(out, "{gutter} |");
+                let _ = writeln!(out, "{gutter} = help: {}", crate::terminal::printable(help));
             }
         }
         None => {
-            let _ = writeln!(out, " --> {file}");
+            let _ = writeln!(out, " --> {}", crate::terminal::printable(file));
             if let Some(help) = &diag.help {
-                let _ = writeln!(out, "  = help: {help}");
+                let _ = writeln!(out, "  = help: {}", crate::terminal::printable(help));
             }
         }
     }
+    out.push('\n');
     out
 }
 
@@ -220,7 +254,34 @@ mod tests {
         let text = render(&diag, "p.toml", src);
         assert_eq!(
             text,
-            "error: unknown field `acton`\n --> p.toml:3:1\n  |\n3 | acton = \"terminate\"\n  | ^^^^^\n  = help: did you mean `action`?\n"
+            "error: unknown field `acton`\n --> p.toml:3:1\n  |\n3 | acton = \"terminate\"\n  | ^^^^^\n  |\n  = help: did you mean `action`?\n\n"
+        );
+    }
+
+    #[test]
+    fn rustc_layout_with_a_label_and_a_wide_line_number() {
+        let src = format!("{}acton = 1\n", "\n".repeat(11));
+        let start = src.find("acton").unwrap();
+        let diag = Diagnostic::error("unknown key `acton` in [[rule]]", Some(start..start + 5))
+            .with_label("unknown key")
+            .with_help("did you mean `action`?");
+        assert_eq!(
+            render(&diag, "p.toml", &src),
+            "error: unknown key `acton` in [[rule]]
+  --> p.toml:12:1
+   |
+12 | acton = 1
+   | ^^^^^ unknown key
+   |
+   = help: did you mean `action`?
+
+"
+        );
+        // Without help, the marker ends the diagnostic.
+        let diag = Diagnostic::warning("w", Some(start..start + 5));
+        assert_eq!(
+            render(&diag, "p.toml", &src),
+            "warning: w\n  --> p.toml:12:1\n   |\n12 | acton = 1\n   | ^^^^^\n\n"
         );
     }
 }

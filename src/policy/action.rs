@@ -21,6 +21,14 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: [ActionKind; 4] = [
+        ActionKind::Terminate,
+        ActionKind::Wait,
+        ActionKind::Refuse,
+        ActionKind::Reuse,
+    ];
+
     /// Name as written in policies.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -2,9 +2,12 @@
 //! source span of every value a later check may need to point at.
 //!
 //! Nothing here is interpreted; `policy::load` turns these into the checked
-//! model and reports every problem with its place in the file. Unknown keys
-//! are rejected here (`deny_unknown_fields`), so a typo such as `acton` never
-//! silently falls back to a default.
+//! model and reports every problem with its place in the file. Before serde
+//! reads a file, the loader's structural check walks it against a
+//! description of these types (held equal to their JSON Schema by a test)
+//! and reports every unknown key, missing key and wrong type at once;
+//! `deny_unknown_fields` stays as the last word, so a typo such as `acton`
+//! can never silently fall back to a default.
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;

@@ -151,3 +151,63 @@ fn test_of_an_unreadable_file_prints_no_tally() {
     assert!(!run.combined().contains("passed"), "{}", run.describe());
     assert!(run.stderr.contains("missing.toml"), "{}", run.describe());
 }
+
+/// `check` reports every error of a file, structural ones included: two
+/// misspelt keys, a value of the wrong type and a bad regex are four
+/// errors, each at its place with its help, and the file fails (exit 2).
+#[test]
+fn check_reports_every_error_of_a_file() {
+    let sandbox = Sandbox::new();
+    let policy = sandbox.write(
+        "four.toml",
+        "[[rule]]\n\
+         name = \"vite\"\n\
+         match.cmdlne = 'node .*vite'\n\
+         acton = \"terminate\"\n\
+         \n\
+         [[rule]]\n\
+         name = \"api\"\n\
+         ports = \"8080\"\n\
+         match.exe = '^/usr/bin/(python3$'\n\
+         action = \"refuse\"\n",
+    );
+    let path = policy.to_str().unwrap();
+    let run = sandbox.run(["check", path]);
+    run.assert_exit(2);
+    let err = &run.stderr;
+    for (at, message, help) in [
+        (
+            ":3:7",
+            "error: unknown key `cmdlne` in `match`",
+            "= help: did you mean `cmdline`?",
+        ),
+        (
+            ":4:1",
+            "error: unknown key `acton` in [[rule]]",
+            "= help: did you mean `action`?",
+        ),
+        (
+            ":8:9",
+            "error: wrong type for `ports`: expected an array, found a string",
+            "= help: `ports` is a list: ports = [8080]",
+        ),
+        (
+            ":9:24",
+            "error: invalid regex: unclosed group",
+            "= help: the syntax is Rust's `regex` crate",
+        ),
+    ] {
+        assert!(
+            err.contains(&format!("{path}{at}")) && err.contains(message) && err.contains(help),
+            "{at} {message}\n{}",
+            run.describe()
+        );
+    }
+    assert_eq!(err.matches("error: ").count(), 4, "{}", run.describe());
+    assert!(
+        err.trim_end()
+            .ends_with(&format!("policy {path} has 4 errors")),
+        "{}",
+        run.describe()
+    );
+}
