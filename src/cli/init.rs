@@ -347,7 +347,11 @@ fn self_check(text: &str, path: &Path) -> (Vec<String>, Vec<String>) {
     let mut failed = Vec::new();
     for r in run_all(&policy) {
         if !r.passed() {
-            problems.push(format!("test \"{}\": {}", r.name, r.failures.join("; ")));
+            problems.push(format!(
+                "test \"{}\": {}",
+                r.name,
+                crate::report::cases::mismatches(&r)
+            ));
             failed.push(r.name);
         }
     }

@@ -6,6 +6,7 @@
 use super::{Cli, CliError, Io};
 use crate::exit::{Exit, EXIT_CODES};
 use crate::report::manual;
+use crate::report::words;
 use clap::{Args, CommandFactory};
 use clap_mangen::roff::{bold, roman, Roff};
 use std::io::Write;
@@ -146,7 +147,7 @@ pub fn run(args: &ManArgs, io: &mut Io<'_>) -> Result<Exit, CliError> {
     let cmd = documented();
     let version = cmd.get_version().unwrap_or_default().to_string();
     let pages: Vec<String> = subcommands(&cmd).map(page_name).collect();
-    let failed = |e: std::io::Error| CliError::Output(format!("cannot write the man page: {e}"));
+    let failed = |e: std::io::Error| CliError::Output(words::cannot_write("the man page", &e));
     let Some(dir) = &args.dir else {
         return match page(&cmd, Some(&pages), &version, io.out) {
             // `portguard man | head` closed the pipe: the reader has what

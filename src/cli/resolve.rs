@@ -8,6 +8,7 @@ use crate::report::explain::trace_text;
 use crate::report::human::result_text;
 use crate::report::json::resolve_json;
 use crate::report::spinner::Spinner;
+use crate::report::words;
 use crate::report::PolicyInfo;
 use crate::resolver::session::Session;
 use crate::resolver::PortReport;
@@ -63,7 +64,7 @@ pub(super) fn resolve_ports(
         .lock()
         .map(|dirs| {
             dirs.iter()
-                .map(|(skipped, used)| format!("warning: {skipped}; using {}", used.display()))
+                .map(|(skipped, used)| words::lock_dir_skipped(skipped, used))
                 .collect()
         })
         .unwrap_or_default();

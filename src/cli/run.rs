@@ -7,6 +7,7 @@ use crate::exit::Exit;
 use crate::ports::PortRange;
 use crate::report::explain::trace_text;
 use crate::report::human::result_text;
+use crate::report::words;
 use crate::report::PolicyInfo;
 use crate::resolver::session::Session;
 use clap::Args;
@@ -57,18 +58,14 @@ pub fn run(args: &RunArgs, io: &mut Io<'_>) -> Result<Exit, CliError> {
         }
     }
     let Some((program, rest)) = args.command.split_first() else {
-        let _ = writeln!(io.err, "portguard: run needs a command after --");
+        let _ = writeln!(io.err, "portguard: {}", words::RUN_NEEDS_COMMAND);
         return Ok(Exit::Usage);
     };
     if exit != Exit::Free {
         let _ = writeln!(
             io.err,
-            "portguard: not starting {}: {}",
-            program.to_string_lossy(),
-            match exit {
-                Exit::Reuse => "the port is already served by the process above; use it",
-                _ => "the port is not free",
-            }
+            "portguard: {}",
+            words::not_starting(&program.to_string_lossy(), exit == Exit::Reuse)
         );
         return Ok(exit);
     }
@@ -77,8 +74,8 @@ pub fn run(args: &RunArgs, io: &mut Io<'_>) -> Result<Exit, CliError> {
     let err = std::process::Command::new(program).args(rest).exec();
     let _ = writeln!(
         io.err,
-        "portguard: cannot start {}: {err}",
-        program.to_string_lossy()
+        "portguard: {}",
+        words::cannot_start(&program.to_string_lossy(), &err)
     );
     Ok(if err.kind() == std::io::ErrorKind::NotFound {
         Exit::CommandNotFound

@@ -2,6 +2,7 @@
 
 use super::{CliError, Io};
 use crate::exit::Exit;
+use crate::report::words;
 use clap::{Args, ValueEnum};
 
 /// Which schema.
@@ -31,7 +32,7 @@ pub fn run(args: &SchemaArgs, io: &mut Io<'_>) -> Result<Exit, CliError> {
     match io.out.write_all(text.as_bytes()) {
         // The reader closed the pipe (`| head`): not an error.
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::Output(format!("cannot write the schema: {e}")))
+            Err(CliError::Output(words::cannot_write("the schema", &e)))
         }
         _ => Ok(Exit::Free),
     }

@@ -4,9 +4,7 @@ use super::check::load_file;
 use super::{CliError, Io};
 use crate::evaluate::cases::run_all;
 use crate::exit::Exit;
-use crate::report::explain::trace_text;
-use crate::report::PolicyInfo;
-use crate::resolver::{End, PortReport, Round};
+use crate::report::cases;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -36,50 +34,23 @@ pub fn run(args: &TestArgs, io: &mut Io<'_>) -> Result<Exit, CliError> {
         loaded += 1;
         let _ = writeln!(io.out, "{}", file.display());
         if policy.tests.is_empty() {
-            let _ = writeln!(io.out, "  (no test cases)");
+            let _ = writeln!(io.out, "{}", cases::NO_CASES);
         }
         for r in run_all(&policy) {
-            let got = format!(
-                "rule {}, action {}, outcome {}",
-                r.rule.as_deref().unwrap_or("default"),
-                r.action.map_or("none".to_string(), |a| a.to_string()),
-                r.outcome
-            );
             if r.passed() {
                 passed += 1;
-                let _ = writeln!(io.out, "  ok    {} ({got})", r.name);
-                continue;
+            } else {
+                failed += 1;
             }
-            failed += 1;
-            let _ = writeln!(
-                io.out,
-                "  FAIL  {} (line {}): {}; decided {got}",
-                r.name,
-                r.line,
-                r.failures.join("; ")
-            );
-            if args.verbose {
-                let (state, decision) = r.evaluated;
-                let report = PortReport {
-                    port: state.port,
-                    protocol: state.protocol,
-                    dry_run: true,
-                    rounds: vec![Round { state, decision }],
-                    steps: Vec::new(),
-                    end: End::Planned,
-                    now: None,
-                    lingering: 0,
-                };
-                let info = PolicyInfo::new(&policy, "the test case");
-                for line in trace_text(&report, &info).lines() {
-                    let _ = writeln!(io.out, "        {line}");
-                }
+            let _ = writeln!(io.out, "{}", cases::case_line(&r));
+            if args.verbose && !r.passed() {
+                let _ = write!(io.out, "{}", cases::failing_trace(&r, &policy));
             }
         }
     }
     // A tally of zero cases when no file could be read would read as a pass.
     if loaded > 0 {
-        let _ = writeln!(io.out, "{passed} passed, {failed} failed");
+        let _ = writeln!(io.out, "{}", cases::tally(passed, failed));
     }
     if failed > 0 {
         exit = exit.worst(Exit::TestFailed);

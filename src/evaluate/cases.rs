@@ -15,8 +15,8 @@ pub struct CaseResult {
     pub name: String,
     /// Line of the `[[test]]` table.
     pub line: usize,
-    /// What did not match, in words; empty when the case passed.
-    pub failures: Vec<String>,
+    /// What did not match; empty when the case passed.
+    pub failures: Vec<Mismatch>,
     /// The rule that applied (`None`: the default).
     pub rule: Option<String>,
     /// The action chosen.
@@ -26,6 +26,33 @@ pub struct CaseResult {
     /// The port as the case describes it and the whole decision, for
     /// `portguard test -v`.
     pub evaluated: (PortState, Decision),
+}
+
+/// One expectation of a case that the decision did not meet (worded by
+/// `report::cases`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// Another rule applied (`"default"`: none did).
+    Rule {
+        /// The rule the case expects.
+        expected: String,
+        /// The rule that applied.
+        got: String,
+    },
+    /// Another action was chosen (`None`: the port is free).
+    Action {
+        /// The action the case expects.
+        expected: ActionKind,
+        /// The action chosen.
+        got: Option<ActionKind>,
+    },
+    /// Another outcome was planned.
+    Outcome {
+        /// The outcome the case expects.
+        expected: Outcome,
+        /// The outcome planned.
+        got: Outcome,
+    },
 }
 
 impl CaseResult {
@@ -119,20 +146,26 @@ pub fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
     let e = &case.expect;
     if let Some(rule) = &e.rule {
         if *rule != got_rule {
-            failures.push(format!("expected rule {rule}, got {got_rule}"));
+            failures.push(Mismatch::Rule {
+                expected: rule.clone(),
+                got: got_rule.clone(),
+            });
         }
     }
     if let Some(want) = e.action {
         if action != Some(want) {
-            failures.push(format!(
-                "expected action {want}, got {}",
-                action.map_or("none (the port is free)".to_string(), |a| a.to_string())
-            ));
+            failures.push(Mismatch::Action {
+                expected: want,
+                got: action,
+            });
         }
     }
     if let Some(want) = e.outcome {
         if d.planned != want {
-            failures.push(format!("expected outcome {want}, got {}", d.planned));
+            failures.push(Mismatch::Outcome {
+                expected: want,
+                got: d.planned,
+            });
         }
     }
     CaseResult {
@@ -216,8 +249,14 @@ expect = { outcome = "free" }
         assert_eq!(
             results[2].failures,
             vec![
-                "expected rule default, got mine",
-                "expected action reuse, got terminate"
+                Mismatch::Rule {
+                    expected: "default".into(),
+                    got: "mine".into()
+                },
+                Mismatch::Action {
+                    expected: ActionKind::Reuse,
+                    got: Some(ActionKind::Terminate)
+                }
             ]
         );
         assert_eq!(results[0].line, 11);

@@ -5,11 +5,13 @@
 //!   steps).
 //! - [`human`]: `who` and the short result of a run.
 //! - [`explain`]: the decision trace of `--explain` and `-v`.
+//! - [`cases`]: what `portguard test` says about each case.
 //! - [`json`]: the `--format json` documents and their schema.
 //! - [`manual`]: the man pages' own words.
 //! - [`spinner`]: the progress line shown while waiting on a terminal.
 //! - [`starter`]: the policy `portguard init` writes, and what it says.
 
+pub mod cases;
 pub mod explain;
 pub mod human;
 pub mod json;

@@ -549,7 +549,7 @@ pub fn step_detail(step: &Step) -> Option<String> {
             "it was stopped; SIGCONT lets it run its shutdown at once".to_string()
         }
         Event::Settle { ms } => format!(
-            "watched the freed port for {ms} ms: a terminated holder's parent is alive and could start it again"
+            "watched the freed port for {ms} ms: a terminated holder's parent or service manager could start it again"
         ),
         Event::Retaken => "the port was bound again right after it was freed".to_string(),
         Event::Health { passed, result } => match (passed, result) {
@@ -578,4 +578,39 @@ pub fn step_detail(step: &Step) -> Option<String> {
         | Event::Timeout
         | Event::Interrupted => return None,
     })
+}
+
+/// `portguard run` without a command after `--`.
+pub const RUN_NEEDS_COMMAND: &str = "run needs a command after --";
+
+/// Why `portguard run` does not start `program` (the port is not free).
+pub fn not_starting(program: &str, reused: bool) -> String {
+    format!(
+        "not starting {}: {}",
+        printable(program),
+        if reused {
+            "the port is already served by the process above; use it"
+        } else {
+            "the port is not free"
+        }
+    )
+}
+
+/// `portguard run` could not exec `program`.
+pub fn cannot_start(program: &str, err: &std::io::Error) -> String {
+    format!("cannot start {}: {err}", printable(program))
+}
+
+/// A lock directory candidate was passed over (someone else made it).
+pub fn lock_dir_skipped(skipped: &dyn std::fmt::Display, used: &std::path::Path) -> String {
+    format!(
+        "warning: {}; using {}",
+        printable(&skipped.to_string()),
+        printable(&used.display().to_string())
+    )
+}
+
+/// `what` (the man page, the schema) could not be written out.
+pub fn cannot_write(what: &str, err: &std::io::Error) -> String {
+    format!("cannot write {what}: {err}")
 }
