@@ -229,6 +229,26 @@ port = 8080
 expect = { outcome = "free" }
 "#;
 
+    /// The built-ins' cases run from their whole text (running a built-in
+    /// loads it without them; see `rules_part`).
+    #[test]
+    fn every_builtin_passes_its_own_test_cases() {
+        for (name, text) in crate::policy::BUILTINS {
+            let policy = load_source(text, PolicySource::Builtin(name)).unwrap();
+            policy.compile().unwrap();
+            assert!(!policy.tests.is_empty(), "{name}");
+            for r in run_all(&policy) {
+                assert!(
+                    r.passed(),
+                    "{name}: {} (line {}): {:?}",
+                    r.name,
+                    r.line,
+                    r.failures
+                );
+            }
+        }
+    }
+
     #[test]
     fn cases_pass_and_fail_with_reasons() {
         let policy = load_source(POLICY, PolicySource::File("t.toml".into())).unwrap();

@@ -1,11 +1,14 @@
 //! Built-in policies and the lookup order that picks a policy when the user
 //! did not name one (docs/cli.md, "Which policy is used").
 
-use super::{load_file, load_source, Policy, PolicyError};
+use super::load::{load_file, load_with};
+use super::{Policy, PolicyError};
 use std::path::{Path, PathBuf};
 
 /// Built-in policies: name and TOML text, embedded from `rules/` so the
-/// files users read and validate are exactly what the binary runs.
+/// files users read and validate are exactly what the binary runs. Each
+/// ends with its `[[test]]` cases after [`TESTS_MARKER`]; running the
+/// policy loads only what comes before ([`rules_part`]).
 pub const BUILTINS: [(&str, &str); 4] = [
     ("headroom", include_str!("../../rules/headroom.toml")),
     (
@@ -15,6 +18,21 @@ pub const BUILTINS: [(&str, &str); 4] = [
     ("mine", include_str!("../../rules/mine.toml")),
     ("safe", include_str!("../../rules/safe.toml")),
 ];
+
+/// The comment line that starts a built-in policy's `[[test]]` cases.
+/// Everything after it is tests only (a unit test holds every built-in to
+/// that), so `resolve`, `who` and `run` never parse them: they were a third
+/// of the time a free-port `resolve` took. `portguard test rules/*.toml`
+/// and the unit tests run them from the whole text.
+pub const TESTS_MARKER: &str = "\n# --- policy tests";
+
+/// A built-in policy's text without its `[[test]]` cases: a prefix of the
+/// whole text, so every line and span in it is the same as in the file.
+pub fn rules_part(text: &str) -> &str {
+    text.find(TESTS_MARKER)
+        .and_then(|at| text.get(..=at))
+        .unwrap_or(text)
+}
 
 /// Where a policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +72,9 @@ impl PolicySource {
         }
     }
 
-    /// Reads and checks the policy.
+    /// Reads and checks the policy; a built-in one without its `[[test]]`
+    /// cases ([`rules_part`]), and with its regexes checked only when they
+    /// are compiled.
     pub fn load(&self) -> Result<Policy, PolicyError> {
         match self {
             PolicySource::Builtin(name) => {
@@ -63,7 +83,8 @@ impl PolicySource {
                     .find(|(n, _)| n == name)
                     .map(|(_, t)| *t)
                     .ok_or_else(|| PolicyError::UnknownBuiltin(name.to_string()))?;
-                load_source(text, self.clone())
+                // Their regexes pass `check` in the tests: not checked again.
+                load_with(rules_part(text), self.clone(), false)
             }
             PolicySource::File(path) => load_file(path),
         }
@@ -176,16 +197,88 @@ pub fn locate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::load_source;
 
+    /// With every check, regexes included (loading a built-in to run it
+    /// skips the regex check, see [`PolicySource::load`]).
     #[test]
-    fn every_builtin_loads_without_warnings() {
-        for (name, _) in BUILTINS {
-            let policy = PolicySource::Builtin(name)
-                .load()
+    fn every_builtin_passes_every_check_without_warnings() {
+        for (name, text) in BUILTINS {
+            let policy = load_source(text, PolicySource::Builtin(name))
+                .and_then(|p| p.compile().map(|()| p).map_err(PolicyError::Invalid))
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(policy.name, name);
             assert!(policy.warnings.is_empty(), "{name}: {:?}", policy.warnings);
+            let running = PolicySource::Builtin(name).load().unwrap();
+            assert!(running.warnings.is_empty(), "{name}");
         }
+    }
+
+    /// `resolve`, `who` and `run` load a built-in through
+    /// [`PolicySource::load`]: it must not parse the `[[test]]` cases (they
+    /// were a third of a free-port `resolve`), and must still be the whole
+    /// policy: the same rules and defaults as the file.
+    #[test]
+    fn a_builtin_loads_without_its_test_cases_and_with_every_rule() {
+        for (name, text) in BUILTINS {
+            let at = text
+                .find(TESTS_MARKER)
+                .unwrap_or_else(|| panic!("{name}: no `{}` line", TESTS_MARKER.trim()));
+            let (rules, tests) = text.split_at(at);
+            assert_eq!(rules_part(text).trim_end(), rules.trim_end());
+            assert!(
+                !rules.contains("[[test]]"),
+                "{name}: a test before the marker"
+            );
+            // After the marker: comments, then only `[[test]]` tables and
+            // their subtables.
+            let first = tests.find("\n[[test]]").unwrap();
+            assert!(
+                tests[..first]
+                    .lines()
+                    .all(|l| l.is_empty() || l.starts_with('#')),
+                "{name}: a setting between the marker and the first test"
+            );
+            for line in tests.lines().filter(|l| l.starts_with('[')) {
+                assert!(
+                    ["[[test]]", "[[test.", "[test."]
+                        .iter()
+                        .any(|t| line.starts_with(t)),
+                    "{name}: {line} after the marker"
+                );
+            }
+            let running = PolicySource::Builtin(name).load().unwrap();
+            assert!(running.tests.is_empty(), "{name}: test cases were parsed");
+            let whole = load_source(text, PolicySource::Builtin(name)).unwrap();
+            assert!(!whole.tests.is_empty(), "{name}: no test cases");
+            let names = |p: &Policy| p.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+            assert_eq!(names(&running), names(&whole), "{name}");
+            assert_eq!(running.description, whole.description, "{name}");
+            assert_eq!(
+                format!("{:?}", running.defaults),
+                format!("{:?}", whole.defaults),
+                "{name}"
+            );
+        }
+    }
+
+    /// What skipping the regex check leaves: a bad regex still fails as
+    /// soon as it would be used (a held port compiles every regex first),
+    /// with its place in the file.
+    #[test]
+    fn an_unchecked_regex_is_still_checked_when_compiled() {
+        let text = "[[rule]]\nname = \"r\"\nmatch.cmdline = '('\naction = \"refuse\"\n";
+        let source = PolicySource::File("p.toml".into());
+        assert!(load_source(text, source.clone()).is_err());
+        let policy = load_with(text, source, false).unwrap();
+        let err = policy.compile().unwrap_err();
+        assert_eq!(err.diagnostics.len(), 1);
+        assert!(
+            err.diagnostics[0].message.contains("invalid regex"),
+            "{err:?}"
+        );
+        let at = text.find("'('").unwrap();
+        assert_eq!(err.diagnostics[0].span, Some(at..at + 3));
     }
 
     #[test]

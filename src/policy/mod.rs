@@ -15,7 +15,9 @@ pub mod raw;
 mod template;
 
 pub use action::{Action, ActionKind, Health, Signal, StatusCodes, Terminate};
-pub use builtin::{locate, parse_policy_arg, LookupEnv, PolicySource, BUILTINS};
+pub use builtin::{
+    locate, parse_policy_arg, rules_part, LookupEnv, PolicySource, BUILTINS, TESTS_MARKER,
+};
 pub use load::{load_file, load_source};
 pub use pattern::{CompileError, Pattern, RegexBudget};
 pub use template::{DirTemplate, Placeholder, Template};

@@ -147,19 +147,23 @@ fn same_file(file: &File, path: &Path) -> bool {
 }
 
 /// The lock directories to try, in order (see the module documentation).
-pub fn candidates() -> Vec<PathBuf> {
+/// The home directory is looked up in the user database (NSS: files, but
+/// also nscd, LDAP, sssd) only when the directories before it cannot be
+/// used, which is rare.
+pub fn candidates() -> impl Iterator<Item = PathBuf> {
     let uid = rustix::process::geteuid().as_raw();
-    let mut dirs = Vec::new();
-    if uid == 0 {
-        dirs.push(PathBuf::from("/run/portguard"));
-    }
-    dirs.push(PathBuf::from(format!("/tmp/portguard-{uid}")));
-    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        if user.dir.is_absolute() {
-            dirs.push(user.dir.join(".local/state/portguard/locks"));
-        }
-    }
-    dirs
+    let run = (uid == 0).then(|| PathBuf::from("/run/portguard"));
+    run.into_iter()
+        .chain([PathBuf::from(format!("/tmp/portguard-{uid}"))])
+        .chain(std::iter::once_with(move || home_locks(uid)).flatten())
+}
+
+/// `HOME/.local/state/portguard/locks`, with `HOME` from the user database.
+fn home_locks(uid: u32) -> Option<PathBuf> {
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
+    user.dir
+        .is_absolute()
+        .then(|| user.dir.join(".local/state/portguard/locks"))
 }
 
 /// The owner of a file, in words: `nobody (uid 65534)`.
@@ -251,20 +255,18 @@ fn private_dir(dir: &Path) -> Result<(), Unusable> {
 /// Picks the first usable private directory of `candidates`, creating it if
 /// needed; also returns the candidates passed over because someone else
 /// made them.
-pub fn choose_dir(candidates: &[PathBuf]) -> Result<(PathBuf, Vec<SkippedDir>), LockError> {
+pub fn choose_dir(
+    candidates: impl IntoIterator<Item = PathBuf>,
+) -> Result<(PathBuf, Vec<SkippedDir>), LockError> {
     let mut skipped = Vec::new();
     let mut unavailable = Vec::new();
     for dir in candidates {
-        match private_dir(dir) {
-            Ok(()) => return Ok((dir.clone(), skipped)),
-            Err(Unusable::Hostile(reason)) => skipped.push(SkippedDir {
-                path: dir.clone(),
-                reason,
-            }),
-            Err(Unusable::Unavailable(reason)) => unavailable.push(SkippedDir {
-                path: dir.clone(),
-                reason,
-            }),
+        match private_dir(&dir) {
+            Ok(()) => return Ok((dir, skipped)),
+            Err(Unusable::Hostile(reason)) => skipped.push(SkippedDir { path: dir, reason }),
+            Err(Unusable::Unavailable(reason)) => {
+                unavailable.push(SkippedDir { path: dir, reason })
+            }
         }
     }
     if let [only] = &skipped[..] {
@@ -285,7 +287,7 @@ pub fn acquire(
     timeout: Duration,
     interrupted: &AtomicBool,
 ) -> Result<PortLock, LockError> {
-    let (dir, skipped) = choose_dir(&candidates())?;
+    let (dir, skipped) = choose_dir(candidates())?;
     let mut lock = lock_in(&dir, port, proto, timeout, interrupted)?;
     lock.skipped = skipped;
     Ok(lock)
@@ -300,7 +302,7 @@ pub fn acquire_in(
     timeout: Duration,
     interrupted: &AtomicBool,
 ) -> Result<PortLock, LockError> {
-    let (dir, _) = choose_dir(&[dir.to_path_buf()])?;
+    let (dir, _) = choose_dir([dir.to_path_buf()])?;
     lock_in(&dir, port, proto, timeout, interrupted)
 }
 
@@ -452,7 +454,7 @@ mod tests {
     fn created_directories_are_private() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("home/.local/state/portguard/locks");
-        let (got, skipped) = choose_dir(std::slice::from_ref(&d)).unwrap();
+        let (got, skipped) = choose_dir([d.clone()]).unwrap();
         assert_eq!((got, skipped), (d.clone(), vec![]));
         for p in [&d, &dir.path().join("home/.local")] {
             let mode = std::fs::metadata(p).unwrap().mode() & 0o777;
@@ -502,7 +504,7 @@ mod tests {
             "{err}"
         );
         // With a fallback, the fallback is used and the hostile one reported.
-        let (dir, skipped) = choose_dir(&[hostile.clone(), fallback.clone()]).unwrap();
+        let (dir, skipped) = choose_dir([hostile.clone(), fallback.clone()]).unwrap();
         assert_eq!(dir, fallback);
         assert_eq!(skipped.len(), 1, "{skipped:?}");
         assert_eq!(skipped[0].path, hostile);
@@ -519,10 +521,10 @@ mod tests {
         // A candidate that cannot be made (under a file) is passed over
         // without a report.
         let (dir, skipped) =
-            choose_dir(&[PathBuf::from("/dev/null/portguard"), fallback.clone()]).unwrap();
+            choose_dir([PathBuf::from("/dev/null/portguard"), fallback.clone()]).unwrap();
         assert_eq!((dir, skipped), (fallback.clone(), vec![]));
         // Nothing usable: every reason is given.
-        let err = choose_dir(&[hostile.clone(), PathBuf::from("/dev/null/portguard")])
+        let err = choose_dir([hostile.clone(), PathBuf::from("/dev/null/portguard")])
             .unwrap_err()
             .to_string();
         assert!(
@@ -533,7 +535,7 @@ mod tests {
         let theirs = tmp.path().join("theirs");
         std::fs::create_dir(&theirs).unwrap();
         std::os::unix::fs::chown(&theirs, Some(nobody), None).unwrap();
-        let err = choose_dir(&[theirs.join("locks")]).unwrap_err().to_string();
+        let err = choose_dir([theirs.join("locks")]).unwrap_err().to_string();
         assert!(err.contains("belongs to nobody"), "{err}");
     }
 
@@ -614,7 +616,7 @@ mod tests {
 
     #[test]
     fn the_candidates_depend_on_the_uid_only() {
-        let dirs = candidates();
+        let dirs: Vec<PathBuf> = candidates().collect();
         let uid = rustix::process::geteuid().as_raw();
         let tmp = PathBuf::from(format!("/tmp/portguard-{uid}"));
         if uid == 0 {

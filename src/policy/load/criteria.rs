@@ -101,8 +101,9 @@ impl Checker<'_> {
     /// counted against the policy's limits ([`limits`]).
     pub(super) fn regex(&mut self, r: &Spanned<String>) -> Option<Pattern> {
         let text = r.get_ref();
-        if self.regex_limit_hit {
-            // Already invalid (and reported): the rest is not parsed.
+        if self.regex_limit_hit || !self.check_regexes {
+            // Already invalid (and reported), or not to be checked: kept
+            // as written.
             return Some(Pattern::new(text.clone(), r.span(), &self.regex_budget));
         }
         self.regex_text += text.len();
