@@ -5,6 +5,7 @@
 //! marker under the span, the way rustc and cargo do — so a user fixing a
 //! policy sees all of it in one go.
 
+use crate::terminal::printable;
 use std::fmt::Write as _;
 use std::ops::Range;
 
@@ -143,7 +144,11 @@ pub fn render_indexed(diag: &Diagnostic, file: &str, index: &SourceIndex<'_>) ->
         Severity::Error => "error",
         Severity::Warning => "warning",
     };
-    let _ = writeln!(out, "{label}: {}", diag.message);
+    // Messages quote the policy (names, patterns, values): escaped like
+    // the source line, so a policy being checked cannot drive the terminal.
+    let _ = writeln!(out, "{label}: {}", printable(&diag.message));
+    let file = printable(file);
+    let help = diag.help.as_deref().map(printable);
     match &diag.span {
         Some(span) => {
             let (line, col) = index.line_col(span.start);
@@ -172,24 +177,20 @@ pub fn render_indexed(diag: &Diagnostic, file: &str, index: &SourceIndex<'_>) ->
                 ""
             };
             let _ = writeln!(out, "{gutter} |");
-            let _ = writeln!(
-                out,
-                "{line} | {lead}{}{tail}",
-                crate::terminal::printable(&shown)
-            );
+            let _ = writeln!(out, "{line} | {lead}{}{tail}", printable(&shown));
             let _ = writeln!(
                 out,
                 "{gutter} | {}{}",
                 " ".repeat(col - 1 - skip + lead.chars().count()),
                 "^".repeat(width.min(CONTEXT_CHARS))
             );
-            if let Some(help) = &diag.help {
+            if let Some(help) = &help {
                 let _ = writeln!(out, "{gutter} = help: {help}");
             }
         }
         None => {
             let _ = writeln!(out, " --> {file}");
-            if let Some(help) = &diag.help {
+            if let Some(help) = &help {
                 let _ = writeln!(out, "  = help: {help}");
             }
         }
