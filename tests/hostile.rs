@@ -1071,6 +1071,44 @@ fn human_output_escapes_control_characters_of_a_foreign_argv() {
     }
 }
 
+/// Found by the `evaluate` fuzz target: a container's id was printed raw in
+/// the holder lines (its name and image were escaped). The id comes from
+/// the Docker API, or from a test case, where it defaults to the name.
+#[test]
+fn human_output_escapes_every_field_of_a_container() {
+    let policy = load("[[rule]]\nname = \"r\"\naction = \"refuse\"\n").unwrap();
+    let container = portguard::model::Container {
+        id: "\u{1b}]0;x\u{7}\u{2066}0123456789".into(),
+        name: "db\u{202e}".into(),
+        image: "pg\u{1b}[2J".into(),
+        compose_project: None,
+        compose_service: None,
+    };
+    let proxy = HolderBuilder::new(42)
+        .argv(&["/usr/bin/docker-proxy", "-proto", "tcp"])
+        .with(|h| h.container = Some(container.clone()))
+        .build();
+    let st = state(vec![proxy]);
+    let who = human::who_text(std::slice::from_ref(&st));
+    let (trace, result, json) = render_all(&policy, st);
+    for (what, text) in [("who", &who), ("trace", &trace), ("result", &result)] {
+        let raw = text
+            .chars()
+            .find(|&c| c != '\n' && portguard::terminal::is_unsafe(c));
+        assert_eq!(raw, None, "{what}: {text:?}");
+        assert!(
+            text.contains(r"id \u{1b}]0;x\u{7}\u{2066}0"),
+            "{what}: {text}"
+        );
+    }
+    // JSON stays exact.
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        doc["ports"][0]["holders"][0]["container"]["id"].as_str(),
+        Some(container.id.as_str())
+    );
+}
+
 #[test]
 fn a_megabyte_of_argv_is_matched_and_rendered() {
     let mut argv = vec![
