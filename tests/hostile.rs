@@ -630,6 +630,46 @@ fn portguard_policy_naming_a_non_utf8_path_is_used_or_clearly_rejected() {
     assert!(used || clearly_rejected, "{run:?}");
 }
 
+/// Found by the `policy_load` fuzz target: a diagnostic's message quotes
+/// the policy (a test's name, the rule it expects, an unknown placeholder),
+/// and was printed raw, so `portguard check` of someone else's policy could
+/// clear the screen, set the terminal's title or disguise a name with bidi
+/// controls. The source line under it was already escaped.
+#[test]
+fn diagnostics_escape_what_they_quote_from_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "[[rule]]\nname = \"r\"\naction = \"refuse\"\nmessage = \"{\\u001b[2J}\"\n\
+                  [[test]]\nname = \"evil\\u001b]0;owned\\u0007\\u202e\"\nport = 1\n\
+                  expect = { rule = \"\\u001b[31mr\\u2066\" }\n";
+    let path = write(dir.path(), "p.toml", policy);
+    for cmd in ["check", "test"] {
+        let run = portguard(dir.path(), &[os(cmd), path.as_os_str()]);
+        run.expect(2);
+        assert!(run.stderr.contains("evil"), "{cmd}: {}", run.stderr);
+        let raw = run
+            .stderr
+            .chars()
+            .find(|&c| c != '\n' && portguard::terminal::is_unsafe(c));
+        assert_eq!(raw, None, "{cmd} printed a raw control: {:?}", run.stderr);
+        assert!(
+            run.stderr.contains(r"evil\u{1b}]0;owned\u{7}\u{202e}"),
+            "{cmd}: {}",
+            run.stderr
+        );
+    }
+    // JSON stays exact.
+    let err = load(policy).unwrap_err();
+    let PolicyError::Invalid(invalid) = err else {
+        panic!("{err}")
+    };
+    let docs = json::diagnostics("p.toml", &invalid.text, &invalid.diagnostics);
+    assert!(
+        docs.iter()
+            .any(|d| d.message.contains("evil\u{1b}]0;owned\u{7}\u{202e}")),
+        "{docs:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Regexes
 // ---------------------------------------------------------------------------
@@ -1029,6 +1069,44 @@ fn human_output_escapes_control_characters_of_a_foreign_argv() {
             "{what}: the argv's newline forged a line: {text}"
         );
     }
+}
+
+/// Found by the `evaluate` fuzz target: a container's id was printed raw in
+/// the holder lines (its name and image were escaped). The id comes from
+/// the Docker API, or from a test case, where it defaults to the name.
+#[test]
+fn human_output_escapes_every_field_of_a_container() {
+    let policy = load("[[rule]]\nname = \"r\"\naction = \"refuse\"\n").unwrap();
+    let container = portguard::model::Container {
+        id: "\u{1b}]0;x\u{7}\u{2066}0123456789".into(),
+        name: "db\u{202e}".into(),
+        image: "pg\u{1b}[2J".into(),
+        compose_project: None,
+        compose_service: None,
+    };
+    let proxy = HolderBuilder::new(42)
+        .argv(&["/usr/bin/docker-proxy", "-proto", "tcp"])
+        .with(|h| h.container = Some(container.clone()))
+        .build();
+    let st = state(vec![proxy]);
+    let who = human::who_text(std::slice::from_ref(&st));
+    let (trace, result, json) = render_all(&policy, st);
+    for (what, text) in [("who", &who), ("trace", &trace), ("result", &result)] {
+        let raw = text
+            .chars()
+            .find(|&c| c != '\n' && portguard::terminal::is_unsafe(c));
+        assert_eq!(raw, None, "{what}: {text:?}");
+        assert!(
+            text.contains(r"id \u{1b}]0;x\u{7}\u{2066}0"),
+            "{what}: {text}"
+        );
+    }
+    // JSON stays exact.
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        doc["ports"][0]["holders"][0]["container"]["id"].as_str(),
+        Some(container.id.as_str())
+    );
 }
 
 #[test]

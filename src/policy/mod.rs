@@ -374,7 +374,7 @@ impl Invalid {
             .count();
         out.push_str(&format!(
             "policy {} has {errors} error{}",
-            self.file,
+            crate::terminal::printable(&self.file),
             if errors == 1 { "" } else { "s" }
         ));
         out

@@ -125,7 +125,10 @@ pub fn who_text(states: &[PortState]) -> String {
         let plain_free = s.is_free() && s.others.is_empty() && s.bindable();
         if plain_free {
             match &mut free_run {
-                Some((_, last, p)) if *last + 1 == s.port && *p == s.protocol => *last = s.port,
+                // Checked: a run that ends at 65535 continues with no port.
+                Some((_, last, p)) if last.checked_add(1) == Some(s.port) && *p == s.protocol => {
+                    *last = s.port
+                }
                 _ => {
                     flush(&mut out, &mut free_run);
                     free_run = Some((s.port, s.port, s.protocol));
@@ -175,4 +178,32 @@ pub fn result_text(r: &PortReport) -> String {
         out.push_str(&holders_text(r.current()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free(port: u16) -> PortState {
+        PortState::new(port, Protocol::Tcp, Vec::new(), Vec::new(), Vec::new())
+    }
+
+    /// Found by the `evaluate` fuzz target: a run of free ports ending at
+    /// 65535 followed by another free port overflowed `last + 1` (a panic
+    /// in debug builds; in release, a following port 0 joined the run).
+    #[test]
+    fn a_run_of_free_ports_ends_at_65535() {
+        assert_eq!(
+            who_text(&[free(65534), free(65535), free(65535)]),
+            "ports 65534-65535/tcp are free\nport 65535/tcp is free\n"
+        );
+        assert_eq!(
+            who_text(&[free(65535), free(0)]),
+            "port 65535/tcp is free\nport 0/tcp is free\n"
+        );
+        assert_eq!(
+            who_text(&[free(80), free(81), free(83)]),
+            "ports 80-81/tcp are free\nport 83/tcp is free\n"
+        );
+    }
 }

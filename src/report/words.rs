@@ -83,9 +83,10 @@ pub fn container(h: &Holder) -> Option<String> {
     h.container.as_ref().map(|c| {
         let id: String = c.id.chars().take(12).collect();
         format!(
-            "container {} (image {}, id {id})",
+            "container {} (image {}, id {})",
             printable(&c.name),
-            printable(&c.image)
+            printable(&c.image),
+            printable(&id)
         )
     })
 }
