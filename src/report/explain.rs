@@ -262,6 +262,32 @@ owners = [
         insta::assert_snapshot!(explain(POLICY, 1));
     }
 
+    /// A terminate over a container's docker-proxy and a plain process
+    /// says both: the container is stopped, the process is signalled.
+    #[test]
+    fn a_plan_over_a_container_and_a_process_names_both() {
+        let policy = r#"name = "mixed"
+[[rule]]
+name = "all"
+match.user = ["$self", "root"]
+action = "terminate"
+[[test]]
+name = "container and server"
+port = 8080
+self = "alice"
+expect = { rule = "all" }
+owners = [
+  { pid = 700, ppid = 1, user = "root", uid = 0, exe = "/usr/sbin/docker-proxy", cmdline = ["/usr/sbin/docker-proxy", "-host-port", "8080"], container = { name = "pgweb", image = "postgres:16" } },
+  { pid = 4242, ppid = 1, user = "alice", uid = 1000, exe = "/usr/bin/node", cmdline = ["node", "server.js"], addr = "[::1]:8080" },
+]
+"#;
+        let text = explain(policy, 0);
+        let plan = text.lines().find(|l| l.starts_with("plan:")).unwrap();
+        assert!(plan.contains("would stop container pgweb"), "{text}");
+        assert!(plan.contains("pid 4242 (node server.js"), "{text}");
+        assert!(!plan.contains("pid 700"), "{text}");
+    }
+
     #[test]
     fn plans_spell_out_settings_and_fallbacks() {
         let policy = load_source(POLICY, PolicySource::File("p.toml".into())).unwrap();

@@ -110,9 +110,15 @@ pub fn describe(h: &Holder) -> String {
 /// Each group root described, with its worker count: how messages name
 /// the holders of a port.
 pub fn holders_summary(state: &PortState) -> String {
+    groups_summary(state, |_| true)
+}
+
+/// [`holders_summary`] of the groups whose root passes `keep`.
+fn groups_summary(state: &PortState, keep: impl Fn(&Holder) -> bool) -> String {
     let roots: Vec<String> = state
         .groups()
         .iter()
+        .filter(|g| keep(&state.holders()[g.root]))
         .map(|g| {
             let mut s = describe(&state.holders()[g.root]);
             let extra = g.members.len() - 1;
@@ -515,14 +521,20 @@ fn plan(r: &PortReport) -> String {
                 .map(|c| printable(&c.name).into_owned())
                 .collect();
             if containers.is_empty() {
-                format!("would {action}: {} ({by})", holders_summary(state))
-            } else {
-                format!(
-                    "would stop container {} through the Docker API (`docker stop -t {}`), never signalling docker-proxy ({by})",
-                    containers.join(", "),
-                    t.grace.as_secs_f64().ceil()
-                )
+                return format!("would {action}: {} ({by})", holders_summary(state));
             }
+            // The other holders are signalled as usual: say so.
+            let others = groups_summary(state, |h| !h.is_docker_proxy());
+            let also = if others.is_empty() {
+                String::new()
+            } else {
+                format!(", and {action}: {others}")
+            };
+            format!(
+                "would stop container {} through the Docker API (`docker stop -t {}`), never signalling docker-proxy{also} ({by})",
+                containers.join(", "),
+                t.grace.as_secs_f64().ceil()
+            )
         }
         _ => format!("would {action}: {} ({by})", holders_summary(state)),
     }
