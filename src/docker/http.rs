@@ -77,13 +77,21 @@ pub(super) fn exchange(
 fn connect(socket: &Path, deadline: Instant) -> Result<UnixStream, Fail> {
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     let addr = SocketAddrUnix::new(socket).map_err(|e| Fail::Connect(e.into()))?;
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )
-    .map_err(|e| Fail::Connect(e.into()))?;
+    // Linux sets close-on-exec and non-blocking atomically with the socket;
+    // macOS has no such flags, so there they follow right after (portguard
+    // forks nothing while it talks to the daemon).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = SocketFlags::empty();
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)
+        .map_err(|e| Fail::Connect(e.into()))?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
+            .map_err(|e| Fail::Connect(e.into()))?;
+        rustix::io::ioctl_fionbio(&fd, true).map_err(|e| Fail::Connect(e.into()))?;
+    }
     loop {
         match rustix::net::connect(&fd, &addr) {
             Ok(()) => break,
