@@ -344,7 +344,10 @@ describe() {   # ID PORT OLD
 # start a session on X and wait for it (rebuilding a scenario's start state)
 seed() {
   session_start "$1" "$X" && session_ready "$1" || return 1
-  local p; p=$(listener "$X"); [[ -n $p ]] && track "$p"
+  # track the proxy the wrap ended up with: stock wrap may have hopped
+  local p q; q=$(port_of "$1"); p=$(listener "${q:-$X}"); [[ -n $p ]] && track "$p"
+  SEED_PORT=${q:-$X}
+  [[ $SEED_PORT == "$X" ]] || return 1
 }
 
 # ------------------------------------------------------------- scenario 1 ---
@@ -450,7 +453,7 @@ fi
 scenario_result 3 "stopped proxy, no client" "$t0" "${errs%; }" "$detail"
 
 # ------------------------------------------------------------- scenario 6 ---
-t0=$(now_ms) errs='' detail=''
+t0=$(now_ms) errs='' detail='' SEED_PORT=$X
 end_all_sessions
 for p in $(proc listeners $((X + 1))) $(proc listeners $((X + 2))); do stop_proxy "$p"; done
 Q=$(listener "$X")
@@ -473,6 +476,8 @@ if [[ -n $Q ]]; then
   else
     errs+="could not leave port $X with only TIME_WAIT: $tw; "
   fi
+elif [[ ${SEED_PORT:-$X} != "$X" ]]; then
+  errs="could not set up a proxy on $X: the set-up wrap hopped to port $SEED_PORT (TIME_WAIT from the stopped proxy it replaced)"
 else
   errs="could not set up a proxy on $X"
 fi
