@@ -6,8 +6,7 @@
 use crate::diagnostic::Diagnostic;
 use std::ops::Range;
 
-const GENERAL: &str =
-    "the rest of the policy is checked once the file is valid TOML (https://toml.io)";
+const GENERAL: &str = "the rest of the policy is checked once the file is valid TOML 1.0";
 
 /// The diagnostic of the parser's error `message` at `span` of `text`.
 pub(super) fn diagnostic(text: &str, message: &str, span: Option<Range<usize>>) -> Diagnostic {
