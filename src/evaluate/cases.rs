@@ -2,7 +2,7 @@
 //! evaluated exactly as a real run would evaluate discovered holders — and
 //! compares the decision with what the case expects.
 
-use super::{evaluate, Context, Decision, Protected, ProtectedWhy};
+use super::{evaluate, planned_outcome, Context, Decision, Protected, ProtectedWhy};
 use crate::model::{
     ClientFile, ClientStatus, Clients, ClientsSeen, Outcome, PortState, SocketEntry,
 };
@@ -141,6 +141,14 @@ pub fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
     let state = case_state(policy, case);
     let d = evaluate(policy, &state, &case_context(case));
     let action = d.action.as_ref().map(Action::kind);
+    let planned = match d.action.as_ref() {
+        // The holders do not answer: a real run takes the reuse's fallback,
+        // or fails without one.
+        Some(a @ Action::Reuse { .. }) if !case.healthy => a.then().map_or(Outcome::Failed, |f| {
+            planned_outcome(f.kind(), d.blocked.as_ref())
+        }),
+        _ => d.planned,
+    };
     let got_rule = d.rule.clone().unwrap_or_else(|| "default".into());
     let mut failures = Vec::new();
     let e = &case.expect;
@@ -161,10 +169,10 @@ pub fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
         }
     }
     if let Some(want) = e.outcome {
-        if d.planned != want {
+        if planned != want {
             failures.push(Mismatch::Outcome {
                 expected: want,
-                got: d.planned,
+                got: planned,
             });
         }
     }
@@ -174,7 +182,7 @@ pub fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
         failures,
         rule: d.rule.clone(),
         action,
-        outcome: d.planned,
+        outcome: planned,
         evaluated: (state, d),
     }
 }
@@ -280,6 +288,55 @@ expect = { outcome = "free" }
             ]
         );
         assert_eq!(results[0].line, 11);
+    }
+
+    /// `healthy = false`: a reuse plans its `then`, a failure without one,
+    /// and a terminate fallback is still refused for a protected holder.
+    #[test]
+    fn an_unhealthy_reuse_plans_its_fallback() {
+        let text = r#"
+[[rule]]
+name = "with-fallback"
+ports = [1]
+action = "reuse"
+health = "tcp"
+then = "terminate"
+[[rule]]
+name = "without"
+ports = [2]
+action = "reuse"
+health = "tcp"
+[[rule]]
+name = "to-refuse"
+ports = [3]
+action = "reuse"
+health = "tcp"
+then = "refuse"
+"#;
+        let mut cases = String::from(text);
+        for (port, healthy, pid) in [
+            (1, true, 10),
+            (1, false, 10),
+            (1, false, 1),
+            (2, false, 10),
+            (3, false, 10),
+        ] {
+            cases.push_str(&format!(
+                "[[test]]\nname = \"{port} {healthy} {pid}\"\nport = {port}\nhealthy = {healthy}\nexpect = {{ action = \"reuse\" }}\nowners = [{{ pid = {pid}, ppid = 0, uid = 0 }}]\n"
+            ));
+        }
+        let policy = load_source(&cases, PolicySource::File("t.toml".into())).unwrap();
+        let outcomes: Vec<Outcome> = run_all(&policy).iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Outcome::Reuse,
+                Outcome::Freed,
+                Outcome::Refused,
+                Outcome::Failed,
+                Outcome::Refused
+            ]
+        );
     }
 
     #[test]

@@ -154,15 +154,7 @@ pub fn evaluate(policy: &Policy, state: &PortState, ctx: &Context) -> Decision {
     } else {
         None
     };
-    let planned = match (action.kind(), &blocked) {
-        (ActionKind::Terminate, Some(Blocked::Protected { .. } | Blocked::Container { .. })) => {
-            Outcome::Refused
-        }
-        (ActionKind::Terminate, Some(Blocked::NoPid { .. })) => Outcome::Failed,
-        (ActionKind::Terminate | ActionKind::Wait, _) => Outcome::Freed,
-        (ActionKind::Refuse, _) => Outcome::Refused,
-        (ActionKind::Reuse, _) => Outcome::Reuse,
-    };
+    let planned = planned_outcome(action.kind(), blocked.as_ref());
     Decision {
         rule: winner.map(|r| r.name.clone()),
         action: Some(action),
@@ -170,6 +162,20 @@ pub fn evaluate(policy: &Policy, state: &PortState, ctx: &Context) -> Decision {
         targets,
         blocked,
         planned,
+    }
+}
+
+/// The outcome of carrying out an action of `kind` that succeeds, given
+/// what blocks its targets: a terminate never signals a blocked one.
+pub(crate) fn planned_outcome(kind: ActionKind, blocked: Option<&Blocked>) -> Outcome {
+    match (kind, blocked) {
+        (ActionKind::Terminate, Some(Blocked::Protected { .. } | Blocked::Container { .. })) => {
+            Outcome::Refused
+        }
+        (ActionKind::Terminate, Some(Blocked::NoPid { .. })) => Outcome::Failed,
+        (ActionKind::Terminate | ActionKind::Wait, _) => Outcome::Freed,
+        (ActionKind::Refuse, _) => Outcome::Refused,
+        (ActionKind::Reuse, _) => Outcome::Reuse,
     }
 }
 

@@ -215,6 +215,9 @@ pub struct TestCase {
     pub owners: Vec<crate::model::Holder>,
     /// What every `match.clients` directory shows.
     pub clients: TestClients,
+    /// Whether the holders answer a `reuse` rule's health check; when they
+    /// do not, the case plans the rule's `then`.
+    pub healthy: bool,
 }
 
 /// The client records a test case's rules see, as data.

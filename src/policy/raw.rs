@@ -182,6 +182,8 @@ pub struct RawTest {
     pub owners: Vec<RawOwner>,
     /// What every `match.clients` directory shows in this case (default: no clients).
     pub clients: Option<RawTestClients>,
+    /// Whether the holders answer a `reuse` rule's health check (default true); `false` plans the rule's `then` (or a failure without one).
+    pub healthy: Option<bool>,
 }
 
 /// The client records a test case's rules see.

@@ -121,6 +121,7 @@ impl Checker<'_> {
                     unreadable: c.unreadable,
                 })
                 .unwrap_or_default(),
+            healthy: t.healthy.unwrap_or(true),
         })
     }
 

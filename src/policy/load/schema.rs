@@ -255,6 +255,7 @@ pub(super) static TEST: Table = Table {
             Kind::Table(&TEST_CLIENTS),
             "clients = { live = [4243] }",
         ),
+        opt("healthy", Kind::Bool, "healthy = false"),
     ],
     elsewhere: &[
         (&EXPECT, "`{key}` is an expectation: write `expect.{key}`"),
