@@ -132,14 +132,18 @@ pub(crate) fn supervisor(port: u16) -> Supervisor {
     Supervisor { child }
 }
 
-#[test]
-fn a_supervisor_that_keeps_restarting_the_server_is_named_not_fought_forever() {
-    // A port from a range this test owns (the server binds it by number).
-    let base = 45000 + (std::process::id() % 500) as u16;
-    let port = (base..base + 400)
+/// A free port in a range the calling test owns (the supervised server
+/// binds it by number, so port 0 cannot be used): `base` plus the pid.
+pub(crate) fn port_from(base: u16) -> u16 {
+    let base = base + (std::process::id() % 500) as u16;
+    (base..base + 400)
         .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port in the test's range");
-    let sup = supervisor(port);
+        .expect("a free port in the test's range")
+}
+
+/// Waits for the supervised server to listen, then resolves its port with
+/// a policy that terminates it: the supervisor starts it again each time.
+pub(crate) fn resolve_respawning(port: u16) -> crate::support::Run {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -154,14 +158,21 @@ fn a_supervisor_that_keeps_restarting_the_server_is_named_not_fought_forever() {
         // where starting Python takes hundreds of milliseconds.
         "[defaults]\nsettle = \"3s\"\n[[rule]]\nname = \"server\"\nmatch.cmdline = 'respawned-{HOLDER_MARK}'\nmatch.user = \"$self\"\naction = \"terminate\"\ngrace = \"500ms\"\n"
     ));
-    let run = sandbox.run([
+    sandbox.run([
         "resolve",
         &port.to_string(),
         "--policy",
         &policy,
         "--format",
         "json",
-    ]);
+    ])
+}
+
+#[test]
+fn a_supervisor_that_keeps_restarting_the_server_is_named_not_fought_forever() {
+    let port = port_from(45000);
+    let sup = supervisor(port);
+    let run = resolve_respawning(port);
     run.assert_exit(5);
     let entry = run.port(port);
     let message = entry["message"].as_str().unwrap_or("");

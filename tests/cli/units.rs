@@ -144,32 +144,10 @@ fn a_restarting_service_is_named_with_systemctl() {
     let Some(unit) = UnitCgroup::new() else {
         return;
     };
-    let base = 46000 + (std::process::id() % 500) as u16;
-    let port = (base..base + 400)
-        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port in the test's range");
+    let port = crate::safety::port_from(46000);
     let sup = crate::safety::supervisor(port);
     unit.adopt(sup.child.id());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let sandbox = Sandbox::new();
-    let policy = sandbox.policy(&format!(
-        "[defaults]\nsettle = \"3s\"\n[[rule]]\nname = \"server\"\nmatch.cmdline = 'respawned-{HOLDER_MARK}'\nmatch.user = \"$self\"\naction = \"terminate\"\ngrace = \"500ms\"\n"
-    ));
-    let run = sandbox.run([
-        "resolve",
-        &port.to_string(),
-        "--policy",
-        &policy,
-        "--format",
-        "json",
-    ]);
+    let run = crate::safety::resolve_respawning(port);
     run.assert_exit(5);
     let entry = run.port(port);
     assert_eq!(entry["reason"], "retaken", "{}", run.describe());
