@@ -43,6 +43,27 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Actor<'_> {
+    /// Waits up to `timeout` for any of `items` (each a pid and its
+    /// handle, as `of` finds them) to exit, and drops those that did,
+    /// recording an `exited` step for each.
+    fn drop_exited<T>(
+        &self,
+        items: &mut Vec<T>,
+        of: impl Fn(&T) -> (u32, &Handle),
+        timeout: Duration,
+        steps: &mut Steps,
+    ) {
+        let handles: Vec<&Handle> = items.iter().map(|t| of(t).1).collect();
+        let mut exited = self.signaller.wait_exit(&handles, timeout).into_iter();
+        items.retain(|t| {
+            let gone = exited.next().unwrap_or(false);
+            if gone {
+                steps.push(Event::Exited { pid: of(t).0 });
+            }
+            !gone
+        });
+    }
+
     /// Whether the port is free now: no holding socket in the table and a
     /// server can bind it.
     fn port_is_free(&self, state: &PortState) -> bool {
@@ -206,17 +227,7 @@ impl Actor<'_> {
             }
             // docker-proxy goes when its container has stopped.
             if !watched.is_empty() {
-                let handles: Vec<&Handle> = watched.iter().map(|(_, h)| h).collect();
-                let gone = self.signaller.wait_exit(&handles, Duration::ZERO);
-                let mut i = 0;
-                watched.retain(|(pid, _)| {
-                    let exited = gone.get(i).copied().unwrap_or(false);
-                    i += 1;
-                    if exited {
-                        steps.push(Event::Exited { pid: *pid });
-                    }
-                    !exited
-                });
+                self.drop_exited(&mut watched, |(pid, h)| (*pid, h), Duration::ZERO, steps);
             }
             if live.is_empty() && watched.is_empty() {
                 return ActionEnd::StillHeld;
@@ -287,19 +298,12 @@ impl Actor<'_> {
                 self.progress
                     .waiting(state.port, what, started.elapsed(), limit);
             }
-            let handles: Vec<&Handle> = live.iter().map(|l| &l.handle).collect();
-            let exited = self
-                .signaller
-                .wait_exit(&handles, until.saturating_duration_since(now));
-            let mut i = 0;
-            live.retain(|l| {
-                let gone = exited.get(i).copied().unwrap_or(false);
-                i += 1;
-                if gone {
-                    steps.push(Event::Exited { pid: l.id.pid });
-                }
-                !gone
-            });
+            self.drop_exited(
+                &mut live,
+                |l| (l.id.pid, &l.handle),
+                until.saturating_duration_since(now),
+                steps,
+            );
             tick = (tick * 2).min(MAX_TICK);
         }
     }
@@ -433,17 +437,12 @@ impl Actor<'_> {
                 self.progress
                     .waiting(state.port, Waiting::Release, started.elapsed(), timeout);
             }
-            let refs: Vec<&Handle> = handles.iter().map(|(_, h)| h).collect();
-            let exited = self.signaller.wait_exit(&refs, (deadline - now).min(tick));
-            let mut i = 0;
-            handles.retain(|(pid, _)| {
-                let gone = exited.get(i).copied().unwrap_or(false);
-                i += 1;
-                if gone {
-                    steps.push(Event::Exited { pid: *pid });
-                }
-                !gone
-            });
+            self.drop_exited(
+                &mut handles,
+                |(pid, h)| (*pid, h),
+                (deadline - now).min(tick),
+                steps,
+            );
             tick = (tick * 2).min(MAX_TICK);
         }
     }
