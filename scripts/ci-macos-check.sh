@@ -15,9 +15,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/portguard-macos.XXXXXX") || exit 2
 trap 'rm -rf "$WORK"' EXIT
 T_START=$(date +%s%3N)
 
-now_ms() { date +%s%3N; }
-secs() { local ms=$(( $2 - $1 )); printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)); }
-pass() { printf 'PASS %-14s %s\n' "$1" "$2"; }
+# shellcheck source=scripts/lib/ci.sh
+source scripts/lib/ci.sh
 
 command -v rustup >/dev/null 2>&1 || { printf 'FAIL %-14s %s\n' target "rustup is not on PATH"; exit 1; }
 

@@ -17,17 +17,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/portguard-msrv.XXXXXX") || exit 2
 trap 'rm -rf "$WORK"' EXIT
 T_START=$(date +%s%3N)
 
-now_ms() { date +%s%3N; }
-secs() { local ms=$(( $2 - $1 )); printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)); }
-pass() { printf 'PASS %-14s %s\n' "$1" "$2"; }
-fail() {
-  printf 'FAIL %-14s %s\n' "$1" "$2"
-  if [[ -n ${3:-} && -s $3 ]]; then
-    echo "---- errors from $(basename "$3") ----"
-    { grep -E -A 12 '^error' "$3" || tail -n 30 "$3"; } | head -n 80 | cut -c1-300
-  fi
-  exit 1
-}
+# shellcheck source=scripts/lib/ci.sh
+source scripts/lib/ci.sh
 
 MSRV=$(sed -n 's/^rust-version *= *"\([0-9][0-9.]*\)".*/\1/p' Cargo.toml | head -n 1)
 [[ -n $MSRV ]] || fail msrv "no rust-version = \"X.Y\" in Cargo.toml"

@@ -27,17 +27,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/portguard-package.XXXXXX") || exit 2
 trap 'rm -rf "$WORK"' EXIT
 T_START=$(date +%s%3N)
 
-now_ms() { date +%s%3N; }
-secs() { local ms=$(( $2 - $1 )); printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)); }
-pass() { printf 'PASS %-14s %s\n' "$1" "$2"; }
-fail() {
-  printf 'FAIL %-14s %s\n' "$1" "$2"
-  if [[ -n ${3:-} && -s $3 ]]; then
-    echo "---- last lines of $(basename "$3") ----"
-    tail -n 40 "$3" | cut -c1-300
-  fi
-  exit 1
-}
+# shellcheck source=scripts/lib/ci.sh
+source scripts/lib/ci.sh
 
 # ------------------------------------------------------------ 1. contents
 t0=$(now_ms)

@@ -28,22 +28,10 @@ MATURIN_VERSION=1.16.0
 PY=${PYTHON:-python3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/portguard-wheel.XXXXXX") || exit 2
 HOLDER=
-STEP_FAILED=0
 T_START=$(date +%s%3N)
 
-now_ms() { date +%s%3N; }
-secs() { local ms=$(( $2 - $1 )); printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)); }
-pass() { printf 'PASS %-14s %s\n' "$1" "$2"; }
-# fail STEP MESSAGE [LOG]: the reason, the end of LOG, exit 1
-fail() {
-  printf 'FAIL %-14s %s\n' "$1" "$2"
-  if [[ -n ${3:-} && -s $3 ]]; then
-    echo "---- last lines of $(basename "$3") ----"
-    tail -n 30 "$3" | cut -c1-300
-  fi
-  STEP_FAILED=1
-  exit 1
-}
+# shellcheck source=scripts/lib/ci.sh
+source scripts/lib/ci.sh   # now_ms, secs, pass, fail (sets STEP_FAILED)
 
 cleanup() {
   local rc=$?
