@@ -317,17 +317,27 @@ fn eacces_on_connect_is_permission_denied() {
 
 // --- limits ---
 
+/// Asks `path` with a client whose deadline is `timeout`: the call must end
+/// in a timeout, not before the deadline and well before `limit` (a daemon
+/// that hangs or dribbles cannot hold portguard longer).
+fn expect_timeout(client: &Client, path: &str, timeout: Duration, limit: Duration) -> DockerError {
+    let client = client.clone().with_timeout(timeout);
+    let started = Instant::now();
+    let err = get(&client, path).unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, DockerError::Timeout { .. }), "{err:?}");
+    assert!(took >= timeout && took < limit, "{took:?}");
+    err
+}
+
 #[test]
 fn a_daemon_that_never_answers_times_out() {
     let daemon = FakeDaemon::start(|_| Reply::Hang(Duration::from_secs(5)));
-    let client = daemon.client().with_timeout(Duration::from_millis(300));
-    let started = Instant::now();
-    let err = get(&client, "/v1.41/x").unwrap_err();
-    let took = started.elapsed();
-    assert!(matches!(err, DockerError::Timeout { .. }), "{err:?}");
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
-        "{took:?}"
+    let err = expect_timeout(
+        &daemon.client(),
+        "/v1.41/x",
+        Duration::from_millis(300),
+        Duration::from_secs(2),
     );
     assert_eq!(
         err.to_string(),
@@ -346,14 +356,11 @@ fn a_daemon_that_dribbles_hits_the_overall_deadline() {
     bytes.extend(std::iter::repeat_n(b'x', 100));
     let daemon =
         FakeDaemon::start(move |_| Reply::Dribble(bytes.clone(), Duration::from_millis(15)));
-    let client = daemon.client().with_timeout(Duration::from_millis(400));
-    let started = Instant::now();
-    let err = get(&client, "/v1.41/x").unwrap_err();
-    let took = started.elapsed();
-    assert!(matches!(err, DockerError::Timeout { .. }), "{err:?}");
-    assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_millis(1200),
-        "{took:?}"
+    expect_timeout(
+        &daemon.client(),
+        "/v1.41/x",
+        Duration::from_millis(400),
+        Duration::from_millis(1200),
     );
 }
 
@@ -383,14 +390,11 @@ fn a_daemon_that_stopped_accepting_times_out_in_connect() {
         }
         assert!(queued.len() < 1000, "the backlog never filled");
     }
-    let client = Client::with_socket(&path).with_timeout(Duration::from_millis(300));
-    let started = Instant::now();
-    let err = get(&client, "/_ping").unwrap_err();
-    let took = started.elapsed();
-    assert!(matches!(err, DockerError::Timeout { .. }), "{err:?}");
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
-        "{took:?}"
+    expect_timeout(
+        &Client::with_socket(&path),
+        "/_ping",
+        Duration::from_millis(300),
+        Duration::from_secs(2),
     );
 }
 
